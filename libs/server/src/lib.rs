@@ -1,0 +1,13 @@
+//! Process plumbing shared by the Docket services, so that each service's `main.rs`
+//! stays a few lines and every service starts, serves and stops the same way.
+
+pub mod caller;
+pub mod grpc;
+pub mod health;
+pub mod logging;
+pub mod outgoing;
+pub mod settings;
+pub mod shutdown;
+
+pub use caller::Caller;
+pub use settings::{CommonSettings, EXIT_CONFIG};

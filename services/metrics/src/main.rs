@@ -1,0 +1,16 @@
+use clap::Parser;
+use docket_metrics::{Service, Settings};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let settings = Settings::try_parse().unwrap_or_else(|error| {
+        let code = if error.use_stderr() { docket_server::EXIT_CONFIG } else { 0 };
+        let _ = error.print();
+        std::process::exit(code);
+    });
+    docket_server::logging::init(settings.common.log_format);
+
+    let service = Service::prepare(settings).await?;
+    service.serve(docket_server::shutdown::signal()).await?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+//! The ticket service: incident tickets and their lifecycle.
+
+mod error;
+mod grpc;
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+
+use docket_proto::ticket::v1::ticket_service_server::TicketServiceServer;
+use docket_server::{CommonSettings, grpc as server_grpc, health};
+use tokio_stream::wrappers::TcpListenerStream;
+
+pub use error::Error;
+
+/// Migrations embedded in the binary and run at start.
+pub const MIGRATIONS: docket_db::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations");
+
+/// Advisory lock key that serializes migrations of the ticket database.
+const MIGRATION_LOCK_KEY: i64 = 0x646f_636b_7469_6301;
+
+/// Default listen address of the ticket service.
+pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 50051);
+
+/// Fully qualified gRPC service name, as reported by gRPC health.
+pub const SERVICE_NAME: &str = "docket.ticket.v1.TicketService";
+
+/// Settings of the ticket service.
+#[derive(clap::Parser, Clone, Debug)]
+#[command(name = "docket-ticket", version, about = "Docket ticket service: incident tickets and their lifecycle")]
+pub struct Settings {
+    #[command(flatten)]
+    pub common: CommonSettings,
+
+    /// Address of the audit service that receives every ticket event.
+    #[arg(long, env = "DOCKET_AUDIT_ADDR", default_value = "127.0.0.1:50052")]
+    pub audit_addr: String,
+
+    /// Address of the metrics service that receives every ticket event.
+    #[arg(long, env = "DOCKET_METRICS_ADDR", default_value = "127.0.0.1:50053")]
+    pub metrics_addr: String,
+}
+
+/// A ticket service whose database is migrated and whose socket is bound.
+pub struct Service {
+    settings: Settings,
+    pool: docket_db::Pool,
+    incoming: TcpListenerStream,
+    local_addr: SocketAddr,
+}
+
+impl Service {
+    /// Creates the database when missing, runs the migrations and binds the listener.
+    pub async fn prepare(settings: Settings) -> Result<Service, Error> {
+        let url = settings.common.database_url.clone();
+        docket_db::ensure_database(&url).await?;
+        let applied = docket_db::run_migrations(&url, MIGRATIONS, MIGRATION_LOCK_KEY).await?;
+        tracing::info!(applied, "ticket database migrated");
+
+        let pool = docket_db::connect(&url, &settings.common.pool_options());
+        let address = settings.common.listen_addr.unwrap_or(DEFAULT_ADDR);
+        let (incoming, local_addr) = server_grpc::bind(address).await.map_err(|source| Error::Bind { address, source })?;
+        Ok(Service {
+            settings,
+            pool,
+            incoming,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `shutdown` completes, then drains in-flight calls within the grace period.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+        let (reporter, health_service) = tonic_health::server::health_reporter();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let health_task = tokio::spawn(health::follow_database(reporter, self.pool.clone(), SERVICE_NAME, stop_rx));
+        let (reflection_v1, reflection_v1alpha) = server_grpc::reflection();
+
+        let ticket = grpc::TicketApi::new(self.pool.clone());
+        let router = server_grpc::server_builder()
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(TicketServiceServer::new(ticket).max_decoding_message_size(server_grpc::MAX_DECODING_MESSAGE_SIZE));
+
+        tracing::info!(address = %self.local_addr, "ticket service listening");
+        let served = server_grpc::serve_with_grace(router, self.incoming, shutdown, self.settings.common.shutdown_grace).await;
+        let _ = stop_tx.send(true);
+        let _ = health_task.await;
+        tracing::info!("ticket service stopped");
+        served.map_err(Error::Serve)
+    }
+}
