@@ -1,0 +1,2 @@
+DROP TABLE applied_events;
+DROP TABLE incidents;
