@@ -1,8 +1,14 @@
-//! gRPC adapter of the metrics service.
+//! gRPC adapter of the metrics service: decodes requests, calls the domain and storage,
+//! and maps errors to status codes.
 
+use docket_proto::metrics::v1 as proto;
 use docket_proto::metrics::v1::metrics_service_server::MetricsService;
-use docket_proto::metrics::v1::*;
+use docket_server::Caller;
 use tonic::{Request, Response, Status};
+
+use crate::domain::query::{DurationStats, GroupReport, Population};
+use crate::domain::{events, query};
+use crate::storage;
 
 pub struct MetricsApi {
     pool: docket_db::Pool,
@@ -16,15 +22,76 @@ impl MetricsApi {
 
 #[tonic::async_trait]
 impl MetricsService for MetricsApi {
-    async fn record_events(&self, _request: Request<RecordEventsRequest>) -> Result<Response<RecordEventsResponse>, Status> {
-        let _ = &self.pool;
-        Err(Status::unimplemented("RecordEvents"))
+    #[tracing::instrument(name = "metrics.record_events", skip_all, fields(caller, events))]
+    async fn record_events(
+        &self,
+        request: Request<proto::RecordEventsRequest>,
+    ) -> Result<Response<proto::RecordEventsResponse>, Status> {
+        let caller = Caller::from_request(&request);
+        let request = request.into_inner();
+        let span = tracing::Span::current();
+        span.record("caller", caller.subject.as_str());
+        span.record("events", request.events.len());
+
+        let batch = events::parse_events(&request.events)?;
+        let outcome = storage::projection::record_events(&self.pool, &batch).await?;
+        tracing::debug!(applied = outcome.applied, ignored = outcome.ignored, "recorded events");
+
+        Ok(Response::new(proto::RecordEventsResponse {
+            applied: count_to_i32(outcome.applied),
+            ignored: count_to_i32(outcome.ignored),
+        }))
     }
 
+    #[tracing::instrument(name = "metrics.get_response_metrics", skip_all, fields(caller))]
     async fn get_response_metrics(
         &self,
-        _request: Request<GetResponseMetricsRequest>,
-    ) -> Result<Response<GetResponseMetricsResponse>, Status> {
-        Err(Status::unimplemented("GetResponseMetrics"))
+        request: Request<proto::GetResponseMetricsRequest>,
+    ) -> Result<Response<proto::GetResponseMetricsResponse>, Status> {
+        let caller = Caller::from_request(&request);
+        tracing::Span::current().record("caller", caller.subject.as_str());
+
+        let metrics_query = query::parse_query(request.get_ref())?;
+        let (counts, results) = storage::metrics::response_metrics(&self.pool, &metrics_query).await?;
+        let groups = query::assemble(counts, results).into_iter().map(group_to_proto).collect();
+
+        Ok(Response::new(proto::GetResponseMetricsResponse { groups }))
+    }
+}
+
+/// Converts a batch count, which validation caps at 1000 events.
+fn count_to_i32(count: usize) -> i32 {
+    i32::try_from(count).unwrap_or(i32::MAX)
+}
+
+fn group_to_proto(report: GroupReport) -> proto::MetricsGroup {
+    proto::MetricsGroup {
+        key: report.key,
+        population: population_to_proto(report.population) as i32,
+        tickets: report.tickets,
+        ttd: Some(stats_to_proto(report.ttd)),
+        tta: Some(stats_to_proto(report.tta)),
+        ttc: Some(stats_to_proto(report.ttc)),
+        ttr: Some(stats_to_proto(report.ttr)),
+    }
+}
+
+fn population_to_proto(population: Population) -> proto::Population {
+    match population {
+        Population::Incident => proto::Population::Incident,
+        Population::FalsePositive => proto::Population::FalsePositive,
+        Population::Benign => proto::Population::Benign,
+        Population::Duplicate => proto::Population::Duplicate,
+    }
+}
+
+fn stats_to_proto(stats: DurationStats) -> proto::DurationStats {
+    proto::DurationStats {
+        count: stats.count,
+        mean: stats.mean,
+        median: stats.median,
+        p90: stats.p90,
+        p95: stats.p95,
+        max: stats.max,
     }
 }

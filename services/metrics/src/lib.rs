@@ -1,7 +1,9 @@
 //! The metrics service: metrics projection and response-time queries.
 
+mod domain;
 mod error;
 mod grpc;
+mod storage;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -32,7 +34,7 @@ pub struct Settings {
     pub common: CommonSettings,
 }
 
-/// An metrics service whose database is migrated and whose socket is bound.
+/// A metrics service whose database is migrated and whose socket is bound.
 pub struct Service {
     settings: Settings,
     pool: docket_db::Pool,
