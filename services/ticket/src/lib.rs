@@ -1,10 +1,17 @@
 //! The ticket service: incident tickets and their lifecycle.
 
+mod convert;
+pub mod domain;
 mod error;
+mod events;
 mod grpc;
+mod relay;
+mod storage;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use docket_proto::ticket::v1::ticket_service_server::TicketServiceServer;
 use docket_server::{CommonSettings, grpc as server_grpc, health};
@@ -13,31 +20,76 @@ use tokio_stream::wrappers::TcpListenerStream;
 pub use error::Error;
 
 /// Migrations embedded in the binary and run at start.
-pub const MIGRATIONS: docket_db::EmbeddedMigrations = diesel_migrations::embed_migrations!("migrations");
+pub const MIGRATIONS: docket_db::EmbeddedMigrations =
+    diesel_migrations::embed_migrations!("migrations");
 
 /// Advisory lock key that serializes migrations of the ticket database.
 const MIGRATION_LOCK_KEY: i64 = 0x646f_636b_7469_6301;
 
 /// Default listen address of the ticket service.
-pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 50051);
+pub const DEFAULT_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 50051);
 
 /// Fully qualified gRPC service name, as reported by gRPC health.
 pub const SERVICE_NAME: &str = "docket.ticket.v1.TicketService";
 
 /// Settings of the ticket service.
 #[derive(clap::Parser, Clone, Debug)]
-#[command(name = "docket-ticket", version, about = "Docket ticket service: incident tickets and their lifecycle")]
+#[command(
+    name = "docket-ticket",
+    version,
+    about = "Docket ticket service: incident tickets and their lifecycle"
+)]
 pub struct Settings {
     #[command(flatten)]
     pub common: CommonSettings,
 
     /// Address of the audit service that receives every ticket event.
-    #[arg(long, env = "DOCKET_AUDIT_ADDR", default_value = "127.0.0.1:50052")]
+    #[arg(long, env = "DOCKET_AUDIT_ADDR", value_parser = parse_peer_address, default_value = "127.0.0.1:50052")]
     pub audit_addr: String,
 
     /// Address of the metrics service that receives every ticket event.
-    #[arg(long, env = "DOCKET_METRICS_ADDR", default_value = "127.0.0.1:50053")]
+    #[arg(long, env = "DOCKET_METRICS_ADDR", value_parser = parse_peer_address, default_value = "127.0.0.1:50053")]
     pub metrics_addr: String,
+
+    /// Maximum number of events the relay sends to a sink in one call.
+    #[arg(long, env = "DOCKET_RELAY_BATCH_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub relay_batch_size: u32,
+
+    /// How often the relay looks for pending events when no local commit woke it, for example 500ms.
+    #[arg(long, env = "DOCKET_RELAY_POLL_INTERVAL", default_value = "500ms", value_parser = parse_positive_duration)]
+    pub relay_poll_interval: Duration,
+
+    /// Maximum wait between two delivery attempts after failures, for example 30s.
+    #[arg(long, env = "DOCKET_RELAY_MAX_BACKOFF", default_value = "30s", value_parser = parse_positive_duration)]
+    pub relay_max_backoff: Duration,
+}
+
+/// Parses a duration that must be longer than zero, so the relay never polls in a busy loop.
+fn parse_positive_duration(text: &str) -> Result<Duration, String> {
+    let duration = docket_server::settings::parse_duration(text)?;
+    if duration.is_zero() {
+        return Err(format!(
+            "duration {text:?} must be longer than 0, for example 500ms"
+        ));
+    }
+    Ok(duration)
+}
+
+/// Checks that a peer address is a host and port or a URL that a channel can be built for.
+fn parse_peer_address(text: &str) -> Result<String, String> {
+    let uri = if text.contains("://") {
+        text.to_owned()
+    } else {
+        format!("http://{text}")
+    };
+    tonic::transport::Endpoint::from_shared(uri)
+        .map(|_| text.to_owned())
+        .map_err(|error| {
+            format!(
+                "invalid address {text:?}: {error}; write host:port, for example 127.0.0.1:50052"
+            )
+        })
 }
 
 /// A ticket service whose database is migrated and whose socket is bound.
@@ -46,6 +98,8 @@ pub struct Service {
     pool: docket_db::Pool,
     incoming: TcpListenerStream,
     local_addr: SocketAddr,
+    audit: tonic::transport::Channel,
+    metrics: tonic::transport::Channel,
 }
 
 impl Service {
@@ -56,14 +110,35 @@ impl Service {
         let applied = docket_db::run_migrations(&url, MIGRATIONS, MIGRATION_LOCK_KEY).await?;
         tracing::info!(applied, "ticket database migrated");
 
+        let audit = docket_server::outgoing::channel(&settings.audit_addr).map_err(|error| {
+            Error::Config {
+                setting: "--audit-addr",
+                reason: format!("{:?} is not a valid address: {error}", settings.audit_addr),
+            }
+        })?;
+        let metrics =
+            docket_server::outgoing::channel(&settings.metrics_addr).map_err(|error| {
+                Error::Config {
+                    setting: "--metrics-addr",
+                    reason: format!(
+                        "{:?} is not a valid address: {error}",
+                        settings.metrics_addr
+                    ),
+                }
+            })?;
+
         let pool = docket_db::connect(&url, &settings.common.pool_options());
         let address = settings.common.listen_addr.unwrap_or(DEFAULT_ADDR);
-        let (incoming, local_addr) = server_grpc::bind(address).await.map_err(|source| Error::Bind { address, source })?;
+        let (incoming, local_addr) = server_grpc::bind(address)
+            .await
+            .map_err(|source| Error::Bind { address, source })?;
         Ok(Service {
             settings,
             pool,
             incoming,
             local_addr,
+            audit,
+            metrics,
         })
     }
 
@@ -72,23 +147,58 @@ impl Service {
     }
 
     /// Serves until `shutdown` completes, then drains in-flight calls within the grace period.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
+    pub async fn serve(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let health_task = tokio::spawn(health::follow_database(reporter, self.pool.clone(), SERVICE_NAME, stop_rx));
+        let health_task = tokio::spawn(health::follow_database(
+            reporter,
+            self.pool.clone(),
+            SERVICE_NAME,
+            stop_rx.clone(),
+        ));
         let (reflection_v1, reflection_v1alpha) = server_grpc::reflection();
 
-        let ticket = grpc::TicketApi::new(self.pool.clone());
+        let wake = Arc::new(relay::Wake::default());
+        let relay_settings = relay::RelaySettings {
+            batch_size: i64::from(self.settings.relay_batch_size),
+            poll_interval: self.settings.relay_poll_interval,
+            max_backoff: self.settings.relay_max_backoff,
+        };
+        let relay_tasks = relay::spawn(
+            self.pool.clone(),
+            self.audit,
+            self.metrics,
+            relay_settings,
+            wake.clone(),
+            stop_rx.clone(),
+        );
+
+        let ticket = grpc::TicketApi::new(storage::Store::new(self.pool.clone(), wake));
         let router = server_grpc::server_builder()
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(TicketServiceServer::new(ticket).max_decoding_message_size(server_grpc::MAX_DECODING_MESSAGE_SIZE));
+            .add_service(
+                TicketServiceServer::new(ticket)
+                    .max_decoding_message_size(server_grpc::MAX_DECODING_MESSAGE_SIZE),
+            );
 
         tracing::info!(address = %self.local_addr, "ticket service listening");
-        let served = server_grpc::serve_with_grace(router, self.incoming, shutdown, self.settings.common.shutdown_grace).await;
+        let served = server_grpc::serve_with_grace(
+            router,
+            self.incoming,
+            shutdown,
+            self.settings.common.shutdown_grace,
+        )
+        .await;
         let _ = stop_tx.send(true);
         let _ = health_task.await;
+        for task in relay_tasks {
+            let _ = task.await;
+        }
         tracing::info!("ticket service stopped");
         served.map_err(Error::Serve)
     }

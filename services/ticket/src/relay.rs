@@ -1,0 +1,216 @@
+//! The outbox relay: one delivery loop per sink, started with the server and stopped
+//! with it. Each loop sends pending events in order per ticket and retries a failed
+//! batch with capped exponential backoff and jitter; no event is ever dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use docket_proto::audit::v1::AppendEventsRequest;
+use docket_proto::audit::v1::audit_service_client::AuditServiceClient;
+use docket_proto::events::v1::Event;
+use docket_proto::metrics::v1::RecordEventsRequest;
+use docket_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
+use prost::Message;
+use tokio::sync::{Notify, watch};
+use tonic::transport::Channel;
+
+use crate::events::SOURCE_SERVICE;
+use crate::storage::outbox::{Delivery, PendingEvent, Sink, deliver_batch};
+
+/// Wakes the delivery loops right after a local commit, so an event does not wait for
+/// the next poll.
+#[derive(Debug, Default)]
+pub struct Wake {
+    audit: Notify,
+    metrics: Notify,
+}
+
+impl Wake {
+    pub fn notify(&self) {
+        // notify_one stores a permit when the loop is busy, so the wake-up is not lost.
+        self.audit.notify_one();
+        self.metrics.notify_one();
+    }
+
+    fn for_sink(&self, sink: Sink) -> &Notify {
+        match sink {
+            Sink::Audit => &self.audit,
+            Sink::Metrics => &self.metrics,
+        }
+    }
+}
+
+/// Settings of the delivery loops.
+#[derive(Clone, Debug)]
+pub struct RelaySettings {
+    pub batch_size: i64,
+    pub poll_interval: Duration,
+    pub max_backoff: Duration,
+}
+
+/// Smallest delay after a failed delivery.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Client of one sink.
+#[derive(Clone)]
+enum SinkClient {
+    Audit(AuditServiceClient<Channel>),
+    Metrics(MetricsServiceClient<Channel>),
+}
+
+impl SinkClient {
+    async fn send(mut self, events: Vec<Event>) -> Result<(), String> {
+        let result = match &mut self {
+            SinkClient::Audit(client) => client
+                .append_events(docket_server::outgoing::request(
+                    AppendEventsRequest { events },
+                    SOURCE_SERVICE,
+                ))
+                .await
+                .map(|_| ()),
+            SinkClient::Metrics(client) => client
+                .record_events(docket_server::outgoing::request(
+                    RecordEventsRequest { events },
+                    SOURCE_SERVICE,
+                ))
+                .await
+                .map(|_| ()),
+        };
+        result.map_err(|status| format!("{:?}: {}", status.code(), status.message()))
+    }
+}
+
+/// Decodes the stored events and marks them as carried by this service.
+fn decode(pending: &[PendingEvent]) -> Result<Vec<Event>, String> {
+    pending
+        .iter()
+        .map(|row| {
+            let mut event = Event::decode(row.payload.as_slice()).map_err(|error| {
+                format!("stored event {} does not decode: {error}", row.event_id)
+            })?;
+            if let Some(actor) = event.actor.as_mut() {
+                actor.relayed_by = SOURCE_SERVICE.to_owned();
+            }
+            Ok(event)
+        })
+        .collect()
+}
+
+/// Starts both delivery loops; they run until `stop` turns true.
+pub fn spawn(
+    pool: docket_db::Pool,
+    audit: Channel,
+    metrics: Channel,
+    settings: RelaySettings,
+    wake: Arc<Wake>,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let sinks = [
+        (
+            Sink::Audit,
+            SinkClient::Audit(AuditServiceClient::new(audit)),
+        ),
+        (
+            Sink::Metrics,
+            SinkClient::Metrics(MetricsServiceClient::new(metrics)),
+        ),
+    ];
+    sinks
+        .into_iter()
+        .map(|(sink, client)| {
+            tokio::spawn(run(
+                pool.clone(),
+                sink,
+                client,
+                settings.clone(),
+                wake.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect()
+}
+
+async fn run(
+    pool: docket_db::Pool,
+    sink: Sink,
+    client: SinkClient,
+    settings: RelaySettings,
+    wake: Arc<Wake>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let backoff = ExponentialBuilder::new()
+        .with_min_delay(MIN_BACKOFF)
+        .with_max_delay(settings.max_backoff)
+        .with_jitter()
+        .without_max_times();
+    let mut delays = backoff.build();
+    tracing::info!(sink = sink.name(), "outbox relay started");
+
+    while !*stop.borrow() {
+        let send_client = client.clone();
+        let round = deliver_batch(&pool, sink, settings.batch_size, async move |pending| {
+            let events = decode(&pending)?;
+            send_client.send(events).await
+        })
+        .await;
+
+        let pause = match round {
+            Ok(Delivery::Delivered(count)) => {
+                delays = backoff.build();
+                tracing::debug!(sink = sink.name(), count, "delivered events");
+                continue;
+            }
+            Ok(Delivery::Idle) => {
+                delays = backoff.build();
+                tokio::select! {
+                    _ = wake.for_sink(sink).notified() => {}
+                    _ = tokio::time::sleep(settings.poll_interval) => {}
+                    changed = stop.changed() => {
+                        if changed.is_err() {
+                            break;
+                        }
+                    }
+                }
+                continue;
+            }
+            Ok(Delivery::Failed {
+                event_ids,
+                attempt,
+                error,
+            }) => {
+                let pause = next_delay(&mut delays, settings.max_backoff);
+                let ids: Vec<String> = event_ids.iter().map(ToString::to_string).collect();
+                tracing::warn!(
+                    sink = sink.name(),
+                    event_ids = %ids.join(","),
+                    attempt,
+                    retry_in_ms = pause.as_millis() as u64,
+                    %error,
+                    "event delivery failed, retrying"
+                );
+                pause
+            }
+            Err(error) => {
+                let pause = next_delay(&mut delays, settings.max_backoff);
+                tracing::warn!(sink = sink.name(), retry_in_ms = pause.as_millis() as u64, %error, "outbox claim failed, retrying");
+                pause
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            changed = stop.changed() => {
+                // A dropped sender means the service is gone, so the loop ends as on a stop.
+                if changed.is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    tracing::info!(sink = sink.name(), "outbox relay stopped");
+}
+
+/// Next backoff delay; the jitter may add to the configured maximum, so it is capped again.
+fn next_delay(delays: &mut impl Iterator<Item = Duration>, max: Duration) -> Duration {
+    delays.next().unwrap_or(max).min(max)
+}

@@ -1,0 +1,177 @@
+//! Claiming and marking outbox rows for the relay.
+//!
+//! A delivery loop claims, in one transaction, the oldest pending row of as many tickets
+//! as it can lock (`FOR UPDATE SKIP LOCKED`), adds the later pending rows of those same
+//! tickets, sends them as one batch and marks them delivered before committing. A row
+//! is claimed only while no older row of its ticket is pending, so events of one ticket
+//! reach each sink in version order even with several relay replicas.
+
+use std::future::Future;
+
+use diesel::QueryableByName;
+use diesel::sql_types::{Array, BigInt, Bytea, Integer, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use uuid::Uuid;
+
+use crate::Error;
+
+/// A destination of events, each with its own delivery column.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sink {
+    Audit,
+    Metrics,
+}
+
+impl Sink {
+    pub fn name(self) -> &'static str {
+        match self {
+            Sink::Audit => "audit",
+            Sink::Metrics => "metrics",
+        }
+    }
+
+    fn column(self) -> &'static str {
+        match self {
+            Sink::Audit => "audit_delivered_at",
+            Sink::Metrics => "metrics_delivered_at",
+        }
+    }
+}
+
+/// An outbox row waiting for delivery.
+#[derive(QueryableByName, Clone, Debug)]
+pub struct PendingEvent {
+    #[diesel(sql_type = BigInt)]
+    pub id: i64,
+    #[diesel(sql_type = SqlUuid)]
+    pub event_id: Uuid,
+    #[diesel(sql_type = Bytea)]
+    pub payload: Vec<u8>,
+    #[diesel(sql_type = Integer)]
+    pub attempts: i32,
+}
+
+#[derive(QueryableByName)]
+struct TicketIdRow {
+    #[diesel(sql_type = SqlUuid)]
+    ticket_id: Uuid,
+}
+
+/// Result of one delivery round.
+#[derive(Debug)]
+pub enum Delivery {
+    /// No row was pending or every pending ticket is being delivered by another relay.
+    Idle,
+    /// This many events were sent and marked delivered.
+    Delivered(usize),
+    /// The batch could not be sent; its rows stay pending.
+    Failed {
+        event_ids: Vec<Uuid>,
+        /// Attempt number of this failure, counting from 1.
+        attempt: i32,
+        error: String,
+    },
+}
+
+enum RoundError {
+    Database(Error),
+    Send {
+        ids: Vec<i64>,
+        event_ids: Vec<Uuid>,
+        attempt: i32,
+        error: String,
+    },
+}
+
+impl From<diesel::result::Error> for RoundError {
+    fn from(error: diesel::result::Error) -> Self {
+        RoundError::Database(error.into())
+    }
+}
+
+/// Claims up to `limit` pending rows for `sink`, passes them to `send` in id order and
+/// marks them delivered when it succeeds. On failure the claim is rolled back, and the
+/// rows' attempt count and last error are recorded in a separate statement.
+pub async fn deliver_batch<F, Fut>(
+    pool: &docket_db::Pool,
+    sink: Sink,
+    limit: i64,
+    send: F,
+) -> Result<Delivery, Error>
+where
+    F: FnOnce(Vec<PendingEvent>) -> Fut + Send,
+    Fut: Future<Output = Result<(), String>> + Send,
+{
+    let mut conn = pool
+        .get()
+        .await
+        .map_err(|error| Error::Database(error.into()))?;
+    let column = sink.column();
+    let round = conn
+        .transaction::<_, RoundError, _>(async |conn| {
+            let heads: Vec<TicketIdRow> = diesel::sql_query(format!(
+                "SELECT o.ticket_id FROM outbox o \
+                 WHERE o.{column} IS NULL \
+                   AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ticket_id = o.ticket_id AND p.{column} IS NULL AND p.id < o.id) \
+                 ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED"
+            ))
+            .bind::<BigInt, _>(limit)
+            .load(conn)
+            .await?;
+            if heads.is_empty() {
+                return Ok(0);
+            }
+
+            // The heads are locked by this transaction, so no other relay can claim any
+            // later row of these tickets until it ends.
+            let ticket_ids: Vec<Uuid> = heads.into_iter().map(|row| row.ticket_id).collect();
+            let pending: Vec<PendingEvent> = diesel::sql_query(format!(
+                "SELECT id, event_id, payload, attempts FROM outbox \
+                 WHERE ticket_id = ANY($1) AND {column} IS NULL ORDER BY id LIMIT $2 FOR UPDATE"
+            ))
+            .bind::<Array<SqlUuid>, _>(ticket_ids)
+            .bind::<BigInt, _>(limit)
+            .load(conn)
+            .await?;
+
+            let ids: Vec<i64> = pending.iter().map(|row| row.id).collect();
+            let event_ids: Vec<Uuid> = pending.iter().map(|row| row.event_id).collect();
+            let attempt = pending.iter().map(|row| row.attempts).max().unwrap_or(0) + 1;
+            let count = pending.len();
+            if let Err(error) = send(pending).await {
+                return Err(RoundError::Send { ids, event_ids, attempt, error });
+            }
+
+            diesel::sql_query(format!("UPDATE outbox SET {column} = now() WHERE id = ANY($1)"))
+                .bind::<Array<BigInt>, _>(ids)
+                .execute(conn)
+                .await?;
+            Ok(count)
+        })
+        .await;
+
+    match round {
+        Ok(0) => Ok(Delivery::Idle),
+        Ok(count) => Ok(Delivery::Delivered(count)),
+        Err(RoundError::Database(error)) => Err(error),
+        Err(RoundError::Send {
+            ids,
+            event_ids,
+            attempt,
+            error,
+        }) => {
+            diesel::sql_query(
+                "UPDATE outbox SET attempts = attempts + 1, last_error = $2 WHERE id = ANY($1)",
+            )
+            .bind::<Array<BigInt>, _>(ids)
+            .bind::<Text, _>(&error)
+            .execute(&mut conn)
+            .await?;
+            Ok(Delivery::Failed {
+                event_ids,
+                attempt,
+                error,
+            })
+        }
+    }
+}
