@@ -877,6 +877,18 @@ async fn import_twice_reports_already_present() {
         .unwrap()
         .into_inner();
     assert_eq!(listed.tickets.len(), 5);
+
+    // A re-import draws no key numbers, so the next new ticket follows the last import.
+    let last_key = first.results.last().unwrap().key.clone();
+    let next = client
+        .import_tickets(ImportTicketsRequest {
+            records: vec![import_record(5)],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let number = |key: &str| key.trim_start_matches("INC-").parse::<i64>().unwrap();
+    assert_eq!(number(&next.results[0].key), number(&last_key) + 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

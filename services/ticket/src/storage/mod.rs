@@ -317,6 +317,11 @@ impl Store {
         let mut conn = self.conn().await?;
         let outcome = conn
             .transaction::<_, Error, _>(async |conn| {
+                // Looking first keeps a re-import from drawing key numbers from the
+                // sequence; ON CONFLICT below still settles a concurrent import.
+                if let Some((id, key)) = find_imported(conn, &imported.source, &imported.digest).await? {
+                    return Ok(ImportOutcome::AlreadyPresent { id, key });
+                }
                 let row = NewTicketRow {
                     id: imported.ticket.id,
                     fields: changeset(&imported.ticket),
@@ -336,12 +341,9 @@ impl Store {
                     .await
                     .optional()?;
                 let Some(row) = inserted else {
-                    let (id, key): (Uuid, String) = tickets::table
-                        .filter(tickets::import_source.eq(&imported.source))
-                        .filter(tickets::import_digest.eq(&imported.digest))
-                        .select((tickets::id, tickets::key))
-                        .first(conn)
-                        .await?;
+                    let (id, key) = find_imported(conn, &imported.source, &imported.digest)
+                        .await?
+                        .ok_or(diesel::result::Error::NotFound)?;
                     return Ok(ImportOutcome::AlreadyPresent { id, key });
                 };
                 let ticket = row.into_ticket()?;
@@ -370,6 +372,22 @@ impl Store {
         }
         Ok(outcome)
     }
+}
+
+/// Returns the id and key of the ticket imported from `source` with `digest`, if any.
+async fn find_imported(
+    conn: &mut AsyncPgConnection,
+    source: &str,
+    digest: &str,
+) -> Result<Option<(Uuid, String)>, Error> {
+    let found = tickets::table
+        .filter(tickets::import_source.eq(source))
+        .filter(tickets::import_digest.eq(digest))
+        .select((tickets::id, tickets::key))
+        .first(conn)
+        .await
+        .optional()?;
+    Ok(found)
 }
 
 fn stale(current: &Ticket, expected: i64) -> Error {
