@@ -1,8 +1,22 @@
-//! gRPC adapter of the audit service.
+//! gRPC adapter of the audit service: decodes requests, calls the domain and storage,
+//! and encodes responses.
 
+use chrono::{DateTime, Utc};
 use docket_proto::audit::v1::audit_service_server::AuditService;
-use docket_proto::audit::v1::*;
+use docket_proto::audit::v1::{
+    AppendEventsRequest, AppendEventsResponse, ListRecordsRequest, ListRecordsResponse, Record as RecordMessage,
+    VerifyLedgerRequest, VerifyLedgerResponse,
+};
+use docket_proto::events::v1::Event as EventMessage;
+use docket_server::Caller;
 use tonic::{Request, Response, Status};
+use tracing::Instrument;
+
+use crate::Error;
+use crate::domain::event::{ChangeInput, EventInput, TimestampInput, validate_batch};
+use crate::domain::listing::{ListInput, build_page, parse_list};
+use crate::domain::record::Record;
+use crate::storage;
 
 pub struct AuditApi {
     pool: docket_db::Pool,
@@ -16,16 +30,161 @@ impl AuditApi {
 
 #[tonic::async_trait]
 impl AuditService for AuditApi {
-    async fn append_events(&self, _request: Request<AppendEventsRequest>) -> Result<Response<AppendEventsResponse>, Status> {
-        let _ = &self.pool;
-        Err(Status::unimplemented("AppendEvents"))
+    async fn append_events(
+        &self,
+        request: Request<AppendEventsRequest>,
+    ) -> Result<Response<AppendEventsResponse>, Status> {
+        let caller = Caller::from_request(&request);
+        let span = tracing::info_span!("audit.append_events", caller = %caller.subject);
+        async {
+            let inputs = request.into_inner().events.into_iter().map(event_input).collect();
+            let events = validate_batch(inputs).map_err(Error::from)?;
+            let appended = storage::ledger::append(&self.pool, &events).await?;
+            tracing::info!(
+                received = events.len(),
+                appended = appended.appended,
+                already_present = appended.already_present,
+                head_seq = appended.head_seq,
+                "appended events"
+            );
+            Ok(Response::new(AppendEventsResponse {
+                appended: count(appended.appended),
+                already_present: count(appended.already_present),
+                head_seq: appended.head_seq,
+            }))
+        }
+        .instrument(span)
+        .await
     }
 
-    async fn list_records(&self, _request: Request<ListRecordsRequest>) -> Result<Response<ListRecordsResponse>, Status> {
-        Err(Status::unimplemented("ListRecords"))
+    async fn list_records(
+        &self,
+        request: Request<ListRecordsRequest>,
+    ) -> Result<Response<ListRecordsResponse>, Status> {
+        let caller = Caller::from_request(&request);
+        let span = tracing::info_span!("audit.list_records", caller = %caller.subject);
+        async {
+            let query = parse_list(list_input(request.into_inner())).map_err(Error::from)?;
+            let rows = storage::ledger::list(&self.pool, &query).await?;
+            let page = build_page(&query, rows);
+            Ok(Response::new(ListRecordsResponse {
+                records: page.records.into_iter().map(record_message).collect(),
+                next_page_token: page.next_page_token.unwrap_or_default(),
+            }))
+        }
+        .instrument(span)
+        .await
     }
 
-    async fn verify_ledger(&self, _request: Request<VerifyLedgerRequest>) -> Result<Response<VerifyLedgerResponse>, Status> {
-        Err(Status::unimplemented("VerifyLedger"))
+    async fn verify_ledger(
+        &self,
+        request: Request<VerifyLedgerRequest>,
+    ) -> Result<Response<VerifyLedgerResponse>, Status> {
+        let caller = Caller::from_request(&request);
+        let span = tracing::info_span!("audit.verify_ledger", caller = %caller.subject);
+        async {
+            let report = storage::ledger::verify(&self.pool).await?;
+            let (first_bad_seq, problem) = match &report.failure {
+                None => {
+                    tracing::info!(records_checked = report.records_checked, "ledger verified intact");
+                    (0, String::new())
+                }
+                Some(failure) => {
+                    tracing::warn!(
+                        records_checked = report.records_checked,
+                        first_bad_seq = failure.seq,
+                        problem = %failure.problem,
+                        "ledger verification found a bad record"
+                    );
+                    (failure.seq, failure.problem.clone())
+                }
+            };
+            Ok(Response::new(VerifyLedgerResponse {
+                intact: report.failure.is_none(),
+                records_checked: report.records_checked,
+                first_bad_seq,
+                problem,
+                head_seq: report.verified_head.seq,
+                head_hash: report.verified_head.chain_hash.to_vec(),
+            }))
+        }
+        .instrument(span)
+        .await
     }
+}
+
+fn event_input(message: EventMessage) -> EventInput {
+    let resource = message.resource.unwrap_or_default();
+    let actor = message.actor.unwrap_or_default();
+    EventInput {
+        event_id: message.event_id,
+        action: message.action,
+        resource_type: resource.r#type,
+        resource_id: resource.id,
+        resource_key: resource.key,
+        resource_version: message.resource_version,
+        actor_subject: actor.subject,
+        actor_kind: actor.kind,
+        relayed_by: actor.relayed_by,
+        occurred_at: message.occurred_at.as_ref().map(timestamp_input),
+        source_service: message.source_service,
+        trace_id: message.trace_id,
+        changes: message
+            .changes
+            .into_iter()
+            .map(|change| ChangeInput {
+                field: change.field,
+                old_value: change.old_value,
+                new_value: change.new_value,
+            })
+            .collect(),
+        reason: message.reason,
+    }
+}
+
+fn list_input(message: ListRecordsRequest) -> ListInput {
+    ListInput {
+        page_size: message.page_size,
+        page_token: message.page_token,
+        resource: message.resource,
+        actor: message.actor,
+        action: message.action,
+        occurred_after: message.occurred_after.as_ref().map(timestamp_input),
+        occurred_before: message.occurred_before.as_ref().map(timestamp_input),
+    }
+}
+
+fn timestamp_input(timestamp: &prost_types::Timestamp) -> TimestampInput {
+    u32::try_from(timestamp.nanos)
+        .ok()
+        .filter(|nanos| *nanos < 1_000_000_000)
+        .and_then(|nanos| DateTime::from_timestamp(timestamp.seconds, nanos))
+        .map_or(TimestampInput::OutOfRange, TimestampInput::At)
+}
+
+fn timestamp_message(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: i32::try_from(at.timestamp_subsec_nanos()).expect("sub-second nanos are below 1e9"),
+    }
+}
+
+fn record_message(record: Record) -> RecordMessage {
+    RecordMessage {
+        seq: record.seq,
+        event_id: record.event_id.hyphenated().to_string(),
+        action: record.action,
+        resource_id: record.resource_id,
+        actor: record.actor,
+        occurred_at: Some(timestamp_message(record.occurred_at)),
+        recorded_at: Some(timestamp_message(record.recorded_at)),
+        canonical: record.canonical,
+        leaf_hash: record.leaf_hash,
+        chain_hash: record.chain_hash,
+    }
+}
+
+/// Converts a count bounded by the batch limit of 1000 to the wire type.
+fn count(value: usize) -> i32 {
+    i32::try_from(value).unwrap_or(i32::MAX)
 }

@@ -1,7 +1,9 @@
 //! The audit service: an append-only, hash-chained ledger of every Docket event.
 
+mod domain;
 mod error;
 mod grpc;
+mod storage;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};

@@ -1,0 +1,4 @@
+//! The only code that talks to PostgreSQL.
+
+pub mod ledger;
+mod schema;
