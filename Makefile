@@ -3,12 +3,13 @@
 CARGO ?= cargo
 RELEASE_BINS := -p docket-ticket -p docket-audit -p docket-metrics -p docket-cli
 
-.PHONY: help build release run test test-db clean-test-dbs lint
+.PHONY: help build release run test test-db clean-test-dbs lint python-env
 
 help:
 	@echo "make run    build release binaries and start the three services (Ctrl-C stops them)"
 	@echo "make test   start or check PostgreSQL, then build and run every unit and integration test"
 	@echo "make build  build the workspace in debug mode"
+	@echo "make python-env  create target/python-venv with the pinned packages of tests/interop"
 
 build:
 	$(CARGO) build --workspace --locked
@@ -31,3 +32,15 @@ clean-test-dbs:
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
+
+# Python virtual environment for the gRPC interop client in tests/interop. Make runs pip
+# again whenever the pinned requirements change.
+PYTHON ?= python3
+PYTHON_VENV := target/python-venv
+
+python-env: $(PYTHON_VENV)/.installed
+
+$(PYTHON_VENV)/.installed: tests/interop/requirements.txt
+	$(PYTHON) -m venv $(PYTHON_VENV)
+	$(PYTHON_VENV)/bin/pip install --quiet --disable-pip-version-check --requirement tests/interop/requirements.txt
+	touch $@

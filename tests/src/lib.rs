@@ -13,6 +13,8 @@ use docket_proto::ticket::v1::ticket_service_client::TicketServiceClient;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
+pub mod otlp;
+
 /// Server that the tests use; override with DOCKET_TEST_POSTGRES.
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
 
@@ -112,10 +114,8 @@ where
     }
 }
 
-fn until_stopped(stop: oneshot::Receiver<()>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        let _ = stop.await;
-    }
+async fn until_stopped(stop: oneshot::Receiver<()>) {
+    let _ = stop.await;
 }
 
 /// Starts the audit service on its own database.

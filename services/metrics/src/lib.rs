@@ -52,7 +52,7 @@ impl Service {
 
         let pool = docket_db::connect(&url, &settings.common.pool_options());
         let address = settings.common.listen_addr.unwrap_or(DEFAULT_ADDR);
-        let (incoming, local_addr) = server_grpc::bind(address).await.map_err(|source| Error::Bind { address, source })?;
+        let (incoming, local_addr) = server_grpc::bind_with(address, &settings.common.grpc).await.map_err(|source| Error::Bind { address, source })?;
         Ok(Service {
             settings,
             pool,
@@ -73,11 +73,12 @@ impl Service {
         let (reflection_v1, reflection_v1alpha) = server_grpc::reflection();
 
         let metrics = grpc::MetricsApi::new(self.pool.clone());
-        let router = server_grpc::server_builder()
+        let router = server_grpc::server_builder_with(&self.settings.common.grpc)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(MetricsServiceServer::new(metrics).max_decoding_message_size(server_grpc::MAX_DECODING_MESSAGE_SIZE));
+            .add_service(MetricsServiceServer::new(metrics).max_decoding_message_size(self.settings.common.grpc.max_decoding_message_size)
+                    .max_encoding_message_size(self.settings.common.grpc.max_encoding_message_size));
 
         tracing::info!(address = %self.local_addr, "metrics service listening");
         let served = server_grpc::serve_with_grace(router, self.incoming, shutdown, self.settings.common.shutdown_grace).await;

@@ -129,7 +129,7 @@ impl Service {
 
         let pool = docket_db::connect(&url, &settings.common.pool_options());
         let address = settings.common.listen_addr.unwrap_or(DEFAULT_ADDR);
-        let (incoming, local_addr) = server_grpc::bind(address)
+        let (incoming, local_addr) = server_grpc::bind_with(address, &settings.common.grpc)
             .await
             .map_err(|source| Error::Bind { address, source })?;
         Ok(Service {
@@ -177,13 +177,14 @@ impl Service {
         );
 
         let ticket = grpc::TicketApi::new(storage::Store::new(self.pool.clone(), wake));
-        let router = server_grpc::server_builder()
+        let router = server_grpc::server_builder_with(&self.settings.common.grpc)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(
                 TicketServiceServer::new(ticket)
-                    .max_decoding_message_size(server_grpc::MAX_DECODING_MESSAGE_SIZE),
+                    .max_decoding_message_size(self.settings.common.grpc.max_decoding_message_size)
+                    .max_encoding_message_size(self.settings.common.grpc.max_encoding_message_size),
             );
 
         tracing::info!(address = %self.local_addr, "ticket service listening");
