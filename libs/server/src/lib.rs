@@ -4,7 +4,6 @@
 pub mod caller;
 pub mod grpc;
 pub mod health;
-pub mod logging;
 pub mod outgoing;
 pub mod settings;
 pub mod shutdown;

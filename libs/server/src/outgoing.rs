@@ -23,11 +23,13 @@ pub fn channel(address: &str) -> Result<Channel, tonic::transport::Error> {
     Ok(endpoint.connect_lazy())
 }
 
-/// Wraps a message for an outgoing call made on behalf of `subject`.
+/// Wraps a message for an outgoing call made on behalf of `subject`, carrying the current
+/// span's W3C trace context so the callee continues the same trace.
 pub fn request<T>(message: T, subject: &str) -> tonic::Request<T> {
     let mut request = tonic::Request::new(message);
     if let Ok(value) = subject.parse() {
         request.metadata_mut().insert(ACTOR_HEADER, value);
     }
+    docket_telemetry::inject_current(request.metadata_mut());
     request
 }

@@ -4,19 +4,14 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use clap::builder::RangedU64ValueParser;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use crate::grpc;
 
 /// Exit code for a bad setting, as in BSD's sysexits.h (EX_USAGE).
 pub const EXIT_CONFIG: i32 = 64;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum LogFormat {
-    #[default]
-    Text,
-    Json,
-}
+pub use docket_telemetry::LogFormat;
 
 /// Settings shared by the ticket, audit and metrics services.
 #[derive(Clone, Debug, Args)]

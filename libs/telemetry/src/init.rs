@@ -25,13 +25,27 @@ impl Telemetry {
         self.exporting
     }
 
-    /// Flushes buffered spans and stops the exporter. Call once, on the way out.
-    pub fn shutdown(&self) {
-        if let Err(error) = self.provider.force_flush() {
-            tracing::warn!(%error, "flushing spans failed");
+    /// Exports the spans buffered so far.
+    ///
+    /// The batch processor blocks its caller until the export ends, and the export needs the
+    /// Tokio workers, so the wait happens on a blocking thread.
+    pub async fn flush(&self) {
+        let provider = self.provider.clone();
+        match tokio::task::spawn_blocking(move || provider.force_flush()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "flushing spans failed"),
+            Err(error) => tracing::warn!(%error, "flushing spans panicked"),
         }
-        if let Err(error) = self.provider.shutdown() {
-            tracing::warn!(%error, "stopping the span exporter failed");
+    }
+
+    /// Flushes buffered spans and stops the exporter. Call once, on the way out.
+    pub async fn shutdown(self) {
+        self.flush().await;
+        let provider = self.provider;
+        match tokio::task::spawn_blocking(move || provider.shutdown()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => tracing::warn!(%error, "stopping the span exporter failed"),
+            Err(error) => tracing::warn!(%error, "stopping the span exporter panicked"),
         }
     }
 }

@@ -20,6 +20,14 @@ impl GrpcTraceLayer {
     pub fn new(service: &'static str) -> Self {
         Self { service }
     }
+
+    /// Wraps one gRPC service, keeping its name for the router.
+    pub fn wrap<S>(&self, inner: S) -> GrpcTrace<S> {
+        GrpcTrace {
+            inner,
+            service: self.service,
+        }
+    }
 }
 
 impl<S> Layer<S> for GrpcTraceLayer {
@@ -37,6 +45,10 @@ impl<S> Layer<S> for GrpcTraceLayer {
 pub struct GrpcTrace<S> {
     inner: S,
     service: &'static str,
+}
+
+impl<S: tonic::server::NamedService> tonic::server::NamedService for GrpcTrace<S> {
+    const NAME: &'static str = S::NAME;
 }
 
 impl<S, B> Service<http::Request<B>> for GrpcTrace<S>

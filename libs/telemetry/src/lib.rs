@@ -11,4 +11,6 @@ mod propagation;
 
 pub use init::{LogFormat, Telemetry, init};
 pub use layer::GrpcTraceLayer;
-pub use propagation::{context_from_traceparent, current_trace_id, current_traceparent, extract_parent, inject_current};
+pub use propagation::{
+    context_from_traceparent, continue_stored_traces, current_trace_id, current_traceparent, extract_parent, inject_current,
+};

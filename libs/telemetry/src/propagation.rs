@@ -87,6 +87,23 @@ pub fn context_from_traceparent(traceparent: &str) -> Context {
     TraceContextPropagator::new().extract(&StringExtractor(traceparent))
 }
 
+/// Makes `span` continue the trace of the first stored `traceparent` and links the traces
+/// of the others. Values that do not parse are skipped.
+pub fn continue_stored_traces<'a>(span: &tracing::Span, traceparents: impl IntoIterator<Item = &'a str>) {
+    let mut contexts = traceparents
+        .into_iter()
+        .map(context_from_traceparent)
+        .filter(|context| context.span().span_context().is_valid());
+    if let Some(first) = contexts.next() {
+        // set_parent fails when no OpenTelemetry layer is installed or the span is disabled;
+        // the span then stays outside any trace, which is all there is to do.
+        let _ = span.set_parent(first);
+    }
+    for other in contexts {
+        span.add_link(other.span().span_context().clone());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use opentelemetry::trace::TraceContextExt;

@@ -8,9 +8,11 @@ async fn main() -> anyhow::Result<()> {
         let _ = error.print();
         std::process::exit(code);
     });
-    docket_server::logging::init(settings.common.log_format);
+    let telemetry = docket_telemetry::init("docket-metrics", settings.common.log_format)?;
 
     let service = Service::prepare(settings).await?;
-    service.serve(docket_server::shutdown::signal()).await?;
+    let served = service.serve(docket_server::shutdown::signal()).await;
+    telemetry.shutdown().await;
+    served?;
     Ok(())
 }

@@ -51,8 +51,7 @@ pub fn build_event(record: &ChangeRecord<'_>) -> Event {
         }),
         occurred_at: Some(timestamp(record.at)),
         source_service: SOURCE_SERVICE.to_owned(),
-        // NOTE: trace context is not propagated yet, so events carry no trace id.
-        trace_id: String::new(),
+        trace_id: docket_telemetry::current_trace_id().unwrap_or_default(),
         changes: record
             .changes
             .iter()

@@ -181,11 +181,11 @@ impl Service {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(
+            .add_service(docket_telemetry::GrpcTraceLayer::new("ticket").wrap(
                 TicketServiceServer::new(ticket)
                     .max_decoding_message_size(self.settings.common.grpc.max_decoding_message_size)
                     .max_encoding_message_size(self.settings.common.grpc.max_encoding_message_size),
-            );
+            ));
 
         tracing::info!(address = %self.local_addr, "ticket service listening");
         let served = server_grpc::serve_with_grace(

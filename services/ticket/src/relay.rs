@@ -14,6 +14,7 @@ use docket_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
 use prost::Message;
 use tokio::sync::{Notify, watch};
 use tonic::transport::Channel;
+use tracing::Instrument;
 
 use crate::events::SOURCE_SERVICE;
 use crate::storage::outbox::{Delivery, PendingEvent, Sink, deliver_batch};
@@ -79,6 +80,20 @@ impl SinkClient {
         };
         result.map_err(|status| format!("{:?}: {}", status.code(), status.message()))
     }
+}
+
+/// Opens the span of one delivery. It continues the trace of the batch's first event, and
+/// links the traces of the others, because one call carries events of several requests.
+fn delivery_span(sink: Sink, pending: &[PendingEvent]) -> tracing::Span {
+    let span = tracing::info_span!(
+        "relay.deliver",
+        otel.name = %format_args!("ticket.relay.{}", sink.name()),
+        otel.kind = "client",
+        sink = sink.name(),
+        events = pending.len(),
+    );
+    docket_telemetry::continue_stored_traces(&span, pending.iter().filter_map(|row| row.traceparent.as_deref()));
+    span
 }
 
 /// Decodes the stored events and marks them as carried by this service.
@@ -151,7 +166,8 @@ async fn run(
         let send_client = client.clone();
         let round = deliver_batch(&pool, sink, settings.batch_size, async move |pending| {
             let events = decode(&pending)?;
-            send_client.send(events).await
+            let span = delivery_span(sink, &pending);
+            send_client.send(events).instrument(span).await
         })
         .await;
 

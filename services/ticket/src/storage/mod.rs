@@ -475,6 +475,7 @@ async fn record_change(
             ticket_version: ticket.version,
             payload: event.encode_to_vec(),
             created_at: at,
+            traceparent: docket_telemetry::current_traceparent(),
         })
         .execute(conn)
         .await?;

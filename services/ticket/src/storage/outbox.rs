@@ -49,6 +49,8 @@ pub struct PendingEvent {
     pub payload: Vec<u8>,
     #[diesel(sql_type = Integer)]
     pub attempts: i32,
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+    pub traceparent: Option<String>,
 }
 
 #[derive(QueryableByName)]
@@ -126,7 +128,7 @@ where
             // later row of these tickets until it ends.
             let ticket_ids: Vec<Uuid> = heads.into_iter().map(|row| row.ticket_id).collect();
             let pending: Vec<PendingEvent> = diesel::sql_query(format!(
-                "SELECT id, event_id, payload, attempts FROM outbox \
+                "SELECT id, event_id, payload, attempts, traceparent FROM outbox \
                  WHERE ticket_id = ANY($1) AND {column} IS NULL ORDER BY id LIMIT $2 FOR UPDATE"
             ))
             .bind::<Array<SqlUuid>, _>(ticket_ids)

@@ -291,4 +291,5 @@ pub struct NewOutboxRow {
     pub ticket_version: i64,
     pub payload: Vec<u8>,
     pub created_at: DateTime<Utc>,
+    pub traceparent: Option<String>,
 }

@@ -74,6 +74,7 @@ diesel::table! {
         metrics_delivered_at -> Nullable<Timestamptz>,
         attempts -> Int4,
         last_error -> Nullable<Text>,
+        traceparent -> Nullable<Text>,
     }
 }
 
