@@ -3,12 +3,13 @@
 CARGO ?= cargo
 RELEASE_BINS := -p docket-ticket -p docket-audit -p docket-metrics -p docket-cli
 
-.PHONY: help build release run test test-db clean-test-dbs lint python-env
+.PHONY: help build release run bench test test-db clean-test-dbs lint python-env
 
 help:
 	@echo "make run    build release binaries and start the three services (Ctrl-C stops them)"
 	@echo "make test   start or check PostgreSQL, then build and run every unit and integration test"
 	@echo "make build  build the workspace in debug mode"
+	@echo "make bench  time the import of the whole VCDB file against release builds"
 	@echo "make python-env  create target/python-venv with the pinned packages of tests/interop"
 
 build:
@@ -29,6 +30,10 @@ clean-test-dbs:
 	@server=$$(scripts/postgres.sh); \
 	psql "$$server/postgres" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'docket\_test\_%'" | \
 	while read -r name; do psql "$$server/postgres" -qc "DROP DATABASE IF EXISTS \"$$name\" WITH (FORCE)" >/dev/null; done
+
+# Benchmarks are not tests: nothing here runs in `make test`.
+bench: release
+	scripts/bench-import.sh
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings
