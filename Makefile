@@ -25,11 +25,12 @@ run: release
 test: clean-test-dbs
 	DOCKET_TEST_POSTGRES=$$(scripts/postgres.sh) $(CARGO) test --workspace --locked
 
-# Drops databases that earlier test runs left behind (they are named docket_test_*).
+# Drops databases that earlier test runs left behind (they are named docket_test_*). A
+# database with an open connection belongs to a test run still going and is kept.
 clean-test-dbs:
 	@server=$$(scripts/postgres.sh); \
-	psql "$$server/postgres" -Atqc "SELECT datname FROM pg_database WHERE datname LIKE 'docket\_test\_%'" | \
-	while read -r name; do psql "$$server/postgres" -qc "DROP DATABASE IF EXISTS \"$$name\" WITH (FORCE)" >/dev/null; done
+	psql "$$server/postgres" -Atqc "SELECT d.datname FROM pg_database d WHERE d.datname LIKE 'docket\_test\_%' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)" | \
+	while read -r name; do psql "$$server/postgres" -qc "DROP DATABASE IF EXISTS \"$$name\"" </dev/null >/dev/null 2>&1 || true; done
 
 # Benchmarks are not tests: nothing here runs in `make test`.
 bench: release

@@ -212,17 +212,30 @@ pub fn title(summary: &str, id: &str) -> String {
 }
 
 /// Returns the text up to and including the first `.`, `!` or `?` that is followed by a
-/// space, or all of it.
+/// space and does not end an abbreviation, or all of it.
 fn first_sentence(text: &str) -> &str {
     let mut characters = text.char_indices().peekable();
     while let Some((index, c)) = characters.next() {
         let ends_sentence = matches!(c, '.' | '!' | '?');
         let followed_by_space = matches!(characters.peek(), Some((_, ' ')));
-        if ends_sentence && followed_by_space {
-            return &text[..index + c.len_utf8()];
+        let end = index + c.len_utf8();
+        if ends_sentence && followed_by_space && !(c == '.' && ends_abbreviation(&text[..end])) {
+            return &text[..end];
         }
     }
     text
+}
+
+/// Returns whether the last word of `text`, which ends with a period, is an abbreviation
+/// such as `St.`, `Dr.` or `U.S.`: a word with an inner period, or a capitalized word of at
+/// most three letters.
+fn ends_abbreviation(text: &str) -> bool {
+    let word = text.rsplit(' ').next().unwrap_or(text);
+    let stem = word
+        .trim_end_matches('.')
+        .trim_start_matches(|c: char| !c.is_alphanumeric());
+    let short_capitalized = stem.chars().count() <= 3 && stem.chars().next().is_some_and(char::is_uppercase);
+    stem.contains('.') || short_capitalized
 }
 
 /// Reads a JSON array of strings, skipping anything else.
@@ -237,6 +250,17 @@ fn strings(value: Option<&Value>) -> Vec<&str> {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn title_keeps_abbreviations_inside_the_first_sentence() {
+        assert_eq!(
+            title("St. Mary's County servers were breached. Data was taken.", "x"),
+            "St. Mary's County servers were breached"
+        );
+        assert_eq!(title("\"U.S. agency lost a laptop. More later.", "x"), "\"U.S. agency lost a laptop");
+        assert_eq!(title("Dr. Smith emailed records. Then more.", "x"), "Dr. Smith emailed records");
+        assert_eq!(title("A clerk faxed a report. Then more.", "x"), "A clerk faxed a report");
+    }
 
     fn object(value: Value) -> Map<String, Value> {
         value.as_object().unwrap().clone()

@@ -27,8 +27,9 @@ pub async fn ensure_database(url: &str) -> Result<(), DbError> {
     maintenance.set_path("/postgres");
     let maintenance = maintenance.to_string();
 
+    let server = describe_server(&parsed).await;
     tokio::task::spawn_blocking(move || {
-        let mut conn = SyncPgConnection::establish(&maintenance).map_err(|e| DbError::Connect(e.to_string()))?;
+        let mut conn = SyncPgConnection::establish(&maintenance).map_err(|e| DbError::Connect(format!("{e} ({server})")))?;
         let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
             "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"
         )))
@@ -67,6 +68,20 @@ pub async fn run_migrations(url: &str, migrations: EmbeddedMigrations, lock_key:
     })
     .await
     .map_err(|error| DbError::Migration(error.to_string()))?
+}
+
+/// Names the server of `url` and, when a TCP connection to it fails, the reason, because
+/// the PostgreSQL driver's connect error does not say which host it tried or why it failed.
+async fn describe_server(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("localhost").to_owned();
+    let port = url.port().unwrap_or(5432);
+    let address = format!("{host}:{port}");
+    let attempt = tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::TcpStream::connect(&address)).await;
+    match attempt {
+        Ok(Ok(_)) => format!("server {address}"),
+        Ok(Err(error)) => format!("server {address}: {error}"),
+        Err(_) => format!("server {address}: no answer within 3 s"),
+    }
 }
 
 /// Drops the password from a database URL so it can appear in messages.

@@ -112,10 +112,14 @@ pub fn check_text(field: &str, value: &str, min: usize, max: usize, violations: 
             field,
             format!("{field} has {length} characters; at most {max} are allowed"),
         );
-    } else if value.contains('\0') {
+    } else if let Some(control) = value.chars().find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        // Control characters such as ESC would reach analysts' terminals through the CLI.
         violations.add(
             field,
-            format!("{field} contains a NUL character, which cannot be stored"),
+            format!(
+                "{field} contains the control character U+{:04X}; only line breaks and tabs are allowed",
+                u32::from(control)
+            ),
         );
     }
 }

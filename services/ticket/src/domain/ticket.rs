@@ -570,6 +570,22 @@ mod tests {
     }
 
     #[test]
+    fn create_rejects_terminal_escapes_in_title() {
+        let mut request = input();
+        request.title = "bell\u{7}\u{1b}[31mred".into();
+        let violations = validate_create(request, "alice", now()).unwrap_err();
+        assert_eq!(violations.0[0].field, "title");
+        assert!(violations.0[0].description.contains("U+0007"), "{}", violations.0[0].description);
+    }
+
+    #[test]
+    fn create_keeps_line_breaks_in_description() {
+        let mut request = input();
+        request.description = "first line\nsecond line\tindented".into();
+        assert!(validate_create(request, "alice", now()).is_ok());
+    }
+
+    #[test]
     fn create_rejects_long_request_id() {
         let mut request = input();
         request.request_id = "x".repeat(129);
