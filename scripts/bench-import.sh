@@ -11,6 +11,8 @@ file=${1:-data/vcdb/vcdb-veris.jsonl.gz}
 bin="$top/target/release"
 server=$(scripts/postgres.sh)
 run_id="bench_$(date +%s)"
+keys=$(scripts/dev-keys.sh)
+export DOCKET_JWT_KEYS_DIR="$keys/public"
 ports=(50151 50152 50153)
 
 pids=()
@@ -35,8 +37,11 @@ start() {
 
 start audit "${ports[1]}"
 start metrics "${ports[2]}"
-start ticket "${ports[0]}" --audit-addr "127.0.0.1:${ports[1]}" --metrics-addr "127.0.0.1:${ports[2]}"
+start ticket "${ports[0]}" --audit-addr "127.0.0.1:${ports[1]}" --metrics-addr "127.0.0.1:${ports[2]}" \
+  --service-signing-key "$keys/docket-ticket.pem" --service-key-id docket-ticket
 
+DOCKET_TOKEN=$("$bin/docket" token mint --sub bench --role admin --key "$keys/dev-user.pem" --kid dev-user)
+export DOCKET_TOKEN
 export DOCKET_TICKET_ADDR="127.0.0.1:${ports[0]}" DOCKET_AUDIT_ADDR="127.0.0.1:${ports[1]}" DOCKET_METRICS_ADDR="127.0.0.1:${ports[2]}"
 for _ in $(seq 1 100); do
   if "$bin/docket" ticket list --limit 1 >/dev/null 2>&1; then

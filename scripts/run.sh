@@ -10,6 +10,9 @@ bin="$top/target/release"
 server=$(scripts/postgres.sh)
 echo "PostgreSQL: $server"
 
+keys=$(scripts/dev-keys.sh)
+export DOCKET_JWT_KEYS_DIR="$keys/public"
+
 pids=()
 stop() {
   trap - INT TERM EXIT
@@ -26,14 +29,17 @@ start() {
   local name=$1 port=$2
   shift 2
   DOCKET_LISTEN_ADDR="127.0.0.1:$port" DOCKET_DATABASE_URL="$server/docket_$name" \
-    "$bin/docket-$name" "$@" > >(sed -u "s/^/[$name] /") 2>&1 &
+    "$bin/docket-$name" "$@" > >(trap '' INT; sed -u "s/^/[$name] /") 2>&1 &
   pids+=("$!")
 }
 
 start audit 50052
 start metrics 50053
-start ticket 50051 --audit-addr 127.0.0.1:50052 --metrics-addr 127.0.0.1:50053
+start ticket 50051 --audit-addr 127.0.0.1:50052 --metrics-addr 127.0.0.1:50053 \
+  --service-signing-key "$keys/docket-ticket.pem" --service-key-id docket-ticket
 
 echo "Docket is starting: ticket 127.0.0.1:50051, audit 127.0.0.1:50052, metrics 127.0.0.1:50053"
-echo "the CLI is $bin/docket; press Ctrl-C to stop"
+echo "the CLI is $bin/docket; every call needs a token, for example:"
+echo "  export DOCKET_TOKEN=\$(target/release/docket token mint --sub alice --role admin)"
+echo "press Ctrl-C to stop"
 wait -n "${pids[@]}" || true

@@ -32,9 +32,10 @@ pub struct Global {
     #[arg(long, global = true, env = "DOCKET_METRICS_ADDR", default_value = "127.0.0.1:50053")]
     pub metrics_addr: String,
 
-    /// Name recorded as the actor of every change, sent as `x-docket-actor` [default: $USER].
-    #[arg(long, global = true, env = "DOCKET_ACTOR")]
-    pub actor: Option<String>,
+    /// Bearer token (a JWT) sent with every call. The services record its subject as the
+    /// actor of each change. `docket token mint` makes a development token.
+    #[arg(long, global = true, env = "DOCKET_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 
     /// Seconds that one call may take before it fails with DEADLINE_EXCEEDED.
     #[arg(long, global = true, env = "DOCKET_TIMEOUT", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
@@ -59,6 +60,67 @@ pub enum Command {
     /// Imports historical incidents.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Makes development tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Prints a token signed with an Ed25519 private key, for --token or DOCKET_TOKEN. The
+    /// services accept it when their key directory contains the matching public key under --kid.
+    Mint(MintArgs),
+    /// Writes a new Ed25519 key pair: the private key for `token mint` or a service's
+    /// --service-signing-key, and the public key for the services' --jwt-keys-dir.
+    Keygen {
+        /// Path of the private key (PKCS#8 PEM), written with mode 0600.
+        #[arg(long)]
+        private: PathBuf,
+        /// Path of the public key (SPKI PEM).
+        #[arg(long)]
+        public: PathBuf,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct MintArgs {
+    /// Subject (`sub`): the user name recorded as the actor of each change.
+    #[arg(long)]
+    pub sub: String,
+    /// Role to grant; repeat for several: viewer, analyst, lead, auditor, admin or service.
+    #[arg(long = "role", required = true)]
+    pub roles: Vec<docket_auth::Role>,
+    /// Lifetime of the token, for example 30m or 8h (at most 24h).
+    #[arg(long, default_value = "8h", value_parser = parse_ttl)]
+    pub ttl: std::time::Duration,
+    /// Ed25519 private key (PKCS#8 PEM) that signs the token.
+    #[arg(long, default_value = "target/dev-keys/dev-user.pem")]
+    pub key: PathBuf,
+    /// Key id (`kid`): the file stem of the public key in the services' key directory.
+    #[arg(long, default_value = "dev-user")]
+    pub kid: String,
+    /// Issuer (`iss`), as the services' --jwt-issuer.
+    #[arg(long, default_value = "docket")]
+    pub issuer: String,
+    /// Audience (`aud`), as the services' --jwt-audience.
+    #[arg(long, default_value = "docket")]
+    pub audience: String,
+}
+
+/// Parses a token lifetime: a whole number with the unit s, m or h.
+fn parse_ttl(text: &str) -> Result<std::time::Duration, String> {
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().map_err(|_| format!("invalid duration {text:?}: write a whole number and a unit, for example 8h"))?;
+    let seconds = match unit {
+        "s" => Some(number),
+        "m" => number.checked_mul(60),
+        "h" => number.checked_mul(3600),
+        _ => return Err(format!("invalid duration {text:?}: the unit must be s, m or h")),
+    };
+    seconds
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| format!("invalid duration {text:?}: the value is too large"))
 }
 
 #[derive(Debug, Subcommand)]

@@ -1,4 +1,4 @@
-//! Connections to the Docket services, with the caller's name attached to every request.
+//! Connections to the Docket services, with the caller's bearer token attached to every request.
 
 use std::time::Duration;
 
@@ -12,52 +12,54 @@ use tonic::transport::{Channel, Endpoint};
 
 use crate::error::Error;
 
-/// Metadata key that carries the acting user's name to the services.
-pub const ACTOR_HEADER: &str = "x-docket-actor";
-
 /// How long to wait for a TCP connection to a service.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Adds `x-docket-actor` to every request when an actor is known.
-#[derive(Clone, Debug)]
-pub struct ActorInterceptor {
-    actor: Option<MetadataValue<tonic::metadata::Ascii>>,
+/// Adds `authorization: Bearer <token>` to every request when a token is set. Without one
+/// the services return UNAUTHENTICATED.
+#[derive(Clone)]
+pub struct TokenInterceptor {
+    authorization: Option<MetadataValue<tonic::metadata::Ascii>>,
 }
 
-impl ActorInterceptor {
-    /// Validates `actor` as a metadata value: visible ASCII, at most 256 characters.
-    pub fn new(actor: Option<&str>) -> Result<ActorInterceptor, Error> {
-        let actor = actor.map(str::trim).filter(|actor| !actor.is_empty());
-        let Some(actor) = actor else {
-            return Ok(ActorInterceptor { actor: None });
-        };
-        let invalid = |reason: &str| Error::InvalidArgument {
-            flag: "--actor",
-            value: actor.to_owned(),
-            reason: reason.to_owned(),
-        };
-        if actor.len() > 256 {
-            return Err(invalid("use at most 256 characters"));
-        }
-        // HTTP/2 header values may carry other bytes, but gRPC ASCII metadata is visible ASCII and spaces.
-        if !actor.chars().all(|c| c.is_ascii_graphic() || c == ' ') {
-            return Err(invalid("use visible ASCII characters only"));
-        }
-        let value = MetadataValue::try_from(actor).map_err(|_| invalid("use visible ASCII characters only"))?;
-        Ok(ActorInterceptor { actor: Some(value) })
+impl std::fmt::Debug for TokenInterceptor {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let token = self.authorization.as_ref().map(|_| "[redacted]");
+        formatter.debug_struct("TokenInterceptor").field("authorization", &token).finish()
     }
 }
 
-impl Interceptor for ActorInterceptor {
+impl TokenInterceptor {
+    /// Checks that `token` fits in gRPC ASCII metadata. The value itself never appears in an
+    /// error message, because it is a credential.
+    pub fn new(token: Option<&str>) -> Result<TokenInterceptor, Error> {
+        let token = token.map(str::trim).filter(|token| !token.is_empty());
+        let Some(token) = token else {
+            return Ok(TokenInterceptor { authorization: None });
+        };
+        let invalid = || Error::InvalidArgument {
+            flag: "--token",
+            value: "[redacted]".to_owned(),
+            reason: "a token is visible ASCII without spaces; mint one with `docket token mint`".to_owned(),
+        };
+        if !token.chars().all(|c| c.is_ascii_graphic()) {
+            return Err(invalid());
+        }
+        let value = MetadataValue::try_from(format!("Bearer {token}")).map_err(|_| invalid())?;
+        Ok(TokenInterceptor { authorization: Some(value) })
+    }
+}
+
+impl Interceptor for TokenInterceptor {
     fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
-        if let Some(actor) = &self.actor {
-            request.metadata_mut().insert(ACTOR_HEADER, actor.clone());
+        if let Some(authorization) = &self.authorization {
+            request.metadata_mut().insert("authorization", authorization.clone());
         }
         Ok(request)
     }
 }
 
-pub type Intercepted = InterceptedService<Channel, ActorInterceptor>;
+pub type Intercepted = InterceptedService<Channel, TokenInterceptor>;
 pub type TicketClient = TicketServiceClient<Intercepted>;
 pub type AuditClient = AuditServiceClient<Intercepted>;
 pub type MetricsClient = MetricsServiceClient<Intercepted>;
@@ -96,19 +98,19 @@ pub async fn connect(target: &Target, request_timeout: Duration) -> Result<Chann
         })
 }
 
-pub async fn ticket_client(target: &Target, actor: &ActorInterceptor, timeout: Duration) -> Result<TicketClient, Error> {
+pub async fn ticket_client(target: &Target, token: &TokenInterceptor, timeout: Duration) -> Result<TicketClient, Error> {
     let channel = connect(target, timeout).await?;
-    Ok(TicketServiceClient::with_interceptor(channel, actor.clone()))
+    Ok(TicketServiceClient::with_interceptor(channel, token.clone()))
 }
 
-pub async fn audit_client(target: &Target, actor: &ActorInterceptor, timeout: Duration) -> Result<AuditClient, Error> {
+pub async fn audit_client(target: &Target, token: &TokenInterceptor, timeout: Duration) -> Result<AuditClient, Error> {
     let channel = connect(target, timeout).await?;
-    Ok(AuditServiceClient::with_interceptor(channel, actor.clone()))
+    Ok(AuditServiceClient::with_interceptor(channel, token.clone()))
 }
 
-pub async fn metrics_client(target: &Target, actor: &ActorInterceptor, timeout: Duration) -> Result<MetricsClient, Error> {
+pub async fn metrics_client(target: &Target, token: &TokenInterceptor, timeout: Duration) -> Result<MetricsClient, Error> {
     let channel = connect(target, timeout).await?;
-    Ok(MetricsServiceClient::with_interceptor(channel, actor.clone()))
+    Ok(MetricsServiceClient::with_interceptor(channel, token.clone()))
 }
 
 #[cfg(test)]
@@ -116,22 +118,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn actor_header_is_added() {
-        let mut interceptor = ActorInterceptor::new(Some("alice")).unwrap();
+    fn token_is_sent_as_bearer() {
+        let mut interceptor = TokenInterceptor::new(Some("aaa.bbb.ccc")).unwrap();
         let request = interceptor.call(tonic::Request::new(())).unwrap();
-        assert_eq!(request.metadata().get(ACTOR_HEADER).unwrap(), "alice");
+        assert_eq!(request.metadata().get("authorization").unwrap(), "Bearer aaa.bbb.ccc");
     }
 
     #[test]
-    fn empty_actor_sends_no_header() {
-        let mut interceptor = ActorInterceptor::new(Some("  ")).unwrap();
+    fn empty_token_sends_no_header() {
+        let mut interceptor = TokenInterceptor::new(Some("  ")).unwrap();
         let request = interceptor.call(tonic::Request::new(())).unwrap();
-        assert!(request.metadata().get(ACTOR_HEADER).is_none());
+        assert!(request.metadata().get("authorization").is_none());
     }
 
     #[test]
-    fn non_ascii_actor_is_rejected() {
-        assert!(ActorInterceptor::new(Some("zoë")).is_err());
+    fn token_with_space_is_rejected_without_echo() {
+        let error = TokenInterceptor::new(Some("secret part")).unwrap_err();
+        assert!(!error.to_string().contains("secret"), "{error}");
     }
 
     #[test]

@@ -51,6 +51,8 @@ pub enum Error {
     },
     #[error("ImportTickets returned {returned} results for {sent} records")]
     ImportResultCount { sent: usize, returned: usize },
+    #[error("cannot mint a token: {0}")]
+    Mint(String),
     #[error("cannot write the output: {0}")]
     Output(#[from] std::io::Error),
 }

@@ -44,6 +44,9 @@ fn report(error: &Error) {
                 }
             }
         }
+        if status.code() == tonic::Code::Unauthenticated {
+            eprintln!("  (set --token or DOCKET_TOKEN; `docket token mint --sub NAME --role ROLE` makes a development token)");
+        }
         if status.code() == tonic::Code::Unavailable {
             eprintln!("  ({} means the service is not reachable or not ready; try again)", code_name(status.code()));
         }

@@ -3,10 +3,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use clap::Parser;
 use diesel_async::{AsyncConnection, AsyncPgConnection};
+use docket_auth::{Role, Signer};
 use docket_proto::audit::v1::audit_service_client::AuditServiceClient;
 use docket_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
 use docket_proto::ticket::v1::ticket_service_client::TicketServiceClient;
@@ -81,9 +85,79 @@ impl Drop for Running {
     }
 }
 
+/// Key id of the test users' signing key, the file stem of its public key.
+pub const USERS_KEY_ID: &str = "users";
+
+/// Issuer and audience of the test tokens: the services' defaults.
+pub const ISSUER: &str = "docket";
+pub const AUDIENCE: &str = "docket";
+
+/// Subject of the test users' default token.
+pub const TEST_USER: &str = "alice";
+
+/// Signing keys made once per test process, with their public keys in one directory that
+/// every service verifies tokens with.
+pub struct TestKeys {
+    /// Directory of the public keys: `users.pem` and `docket-ticket.pem`.
+    pub public_dir: PathBuf,
+    /// The ticket service's private key, for --service-signing-key.
+    pub service_key: PathBuf,
+    /// The test users' key pair in PEM form, for tests that sign hand-made claims.
+    pub users_public_pem: String,
+    pub users_private_pem: String,
+    pub users: Signer,
+    pub service: Signer,
+    _dir: tempfile::TempDir,
+}
+
+/// Returns the process's test keys, generating them on first use.
+pub fn keys() -> &'static TestKeys {
+    static KEYS: OnceLock<TestKeys> = OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("create the test key directory");
+        let public_dir = dir.path().join("public");
+        std::fs::create_dir(&public_dir).expect("create the public key directory");
+
+        let users = docket_auth::generate_ed25519_keypair().expect("generate the users key pair");
+        let service = docket_auth::generate_ed25519_keypair().expect("generate the ticket service key pair");
+        std::fs::write(public_dir.join(format!("{USERS_KEY_ID}.pem")), &users.public_pem).expect("write users.pem");
+        std::fs::write(public_dir.join(format!("{}.pem", docket_ticket::SERVICE_SUBJECT)), &service.public_pem)
+            .expect("write the ticket service public key");
+        let service_key = dir.path().join("ticket-service.pem");
+        std::fs::write(&service_key, &service.private_pem).expect("write the ticket service private key");
+
+        TestKeys {
+            public_dir,
+            service_key,
+            users_public_pem: users.public_pem.clone(),
+            users_private_pem: users.private_pem.clone(),
+            users: Signer::from_pem(users.private_pem.as_bytes(), USERS_KEY_ID, ISSUER, AUDIENCE).expect("users signer"),
+            service: Signer::from_pem(service.private_pem.as_bytes(), docket_ticket::SERVICE_SUBJECT, ISSUER, AUDIENCE)
+                .expect("ticket service signer"),
+            _dir: dir,
+        }
+    })
+}
+
+/// Mints a one-hour token for a test user.
+pub fn user_token(subject: &str, roles: &[Role]) -> String {
+    keys().users.mint(subject, roles, Duration::from_secs(3600)).expect("mint a user token")
+}
+
+/// Mints a one-hour token for the ticket service, as its outbox relay sends.
+pub fn service_token() -> String {
+    keys().service.mint(docket_ticket::SERVICE_SUBJECT, &[Role::Service], Duration::from_secs(3600)).expect("mint a service token")
+}
+
+fn bearer(token: &str) -> http::HeaderValue {
+    http::HeaderValue::try_from(format!("Bearer {token}")).expect("a JWT is valid header text")
+}
+
 fn common_args(db: &TestDb, binary: &str) -> Vec<String> {
     vec![
         binary.to_owned(),
+        "--jwt-keys-dir".into(),
+        keys().public_dir.display().to_string(),
         "--listen-addr".into(),
         "127.0.0.1:0".into(),
         "--database-url".into(),
@@ -143,6 +217,7 @@ pub async fn start_ticket(db: &TestDb, audit: SocketAddr, metrics: SocketAddr) -
 pub async fn start_ticket_with(db: &TestDb, audit: SocketAddr, metrics: SocketAddr, extra: &[&str]) -> Running {
     let mut args = common_args(db, "docket-ticket");
     args.extend(["--audit-addr".into(), audit.to_string(), "--metrics-addr".into(), metrics.to_string()]);
+    args.extend(["--service-signing-key".into(), keys().service_key.display().to_string()]);
     args.extend(extra.iter().map(|flag| flag.to_string()));
     let settings = docket_ticket::Settings::try_parse_from(args).expect("ticket settings parse");
     let service = docket_ticket::Service::prepare(settings).await.expect("ticket service starts");
@@ -150,7 +225,9 @@ pub async fn start_ticket_with(db: &TestDb, audit: SocketAddr, metrics: SocketAd
     spawn(addr, |stop| service.serve(until_stopped(stop)))
 }
 
-async fn channel(addr: SocketAddr) -> Channel {
+/// Opens a channel that sends no token, for tests that set the `authorization` header
+/// themselves.
+pub async fn raw_channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .expect("a socket address is a valid URI")
         .connect()
@@ -158,16 +235,98 @@ async fn channel(addr: SocketAddr) -> Channel {
         .unwrap_or_else(|error| panic!("connect to {addr}: {error}"))
 }
 
-pub async fn ticket_client(addr: SocketAddr) -> TicketServiceClient<Channel> {
-    TicketServiceClient::new(channel(addr).await)
+/// Which token an [`AuthChannel`] attaches.
+#[derive(Clone, Debug)]
+enum Credentials {
+    /// A service token for AppendEvents and RecordEvents, which only services may call, and
+    /// an admin token for every other RPC.
+    ByMethod { admin: http::HeaderValue, service: http::HeaderValue },
+    Fixed(http::HeaderValue),
 }
 
-pub async fn audit_client(addr: SocketAddr) -> AuditServiceClient<Channel> {
-    AuditServiceClient::new(channel(addr).await)
+/// A channel that adds `authorization: Bearer <token>` to each request that has none, so a
+/// test can still send its own header.
+#[derive(Clone, Debug)]
+pub struct AuthChannel {
+    inner: Channel,
+    credentials: Credentials,
 }
 
-pub async fn metrics_client(addr: SocketAddr) -> MetricsServiceClient<Channel> {
-    MetricsServiceClient::new(channel(addr).await)
+impl AuthChannel {
+    /// Connects a channel whose calls pass the permission check of every RPC the tests make.
+    pub async fn admin(addr: SocketAddr) -> AuthChannel {
+        let credentials = Credentials::ByMethod {
+            admin: bearer(&user_token(TEST_USER, &[Role::Admin])),
+            service: bearer(&service_token()),
+        };
+        AuthChannel { inner: raw_channel(addr).await, credentials }
+    }
+
+    /// Connects a channel that sends `token` with every call.
+    pub async fn with_token(addr: SocketAddr, token: &str) -> AuthChannel {
+        AuthChannel { inner: raw_channel(addr).await, credentials: Credentials::Fixed(bearer(token)) }
+    }
+
+    fn header_for(&self, path: &str) -> &http::HeaderValue {
+        match &self.credentials {
+            Credentials::Fixed(value) => value,
+            Credentials::ByMethod { admin, service } => {
+                if path == "/docket.audit.v1.AuditService/AppendEvents" || path == "/docket.metrics.v1.MetricsService/RecordEvents" {
+                    service
+                } else {
+                    admin
+                }
+            }
+        }
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for AuthChannel {
+    type Response = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Response;
+    type Error = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Error;
+    type Future = <Channel as tower::Service<http::Request<tonic::body::Body>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower::Service::poll_ready(&mut self.inner, cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
+        if !request.headers().contains_key(http::header::AUTHORIZATION) {
+            let value = self.header_for(request.uri().path()).clone();
+            request.headers_mut().insert(http::header::AUTHORIZATION, value);
+        }
+        tower::Service::call(&mut self.inner, request)
+    }
+}
+
+/// Connects a ticket client that may call every ticket RPC, as admin `alice`.
+pub async fn ticket_client(addr: SocketAddr) -> TicketServiceClient<AuthChannel> {
+    TicketServiceClient::new(AuthChannel::admin(addr).await)
+}
+
+/// Connects an audit client that appends as the ticket service and reads as admin `alice`.
+pub async fn audit_client(addr: SocketAddr) -> AuditServiceClient<AuthChannel> {
+    AuditServiceClient::new(AuthChannel::admin(addr).await)
+}
+
+/// Connects a metrics client that records as the ticket service and reads as admin `alice`.
+pub async fn metrics_client(addr: SocketAddr) -> MetricsServiceClient<AuthChannel> {
+    MetricsServiceClient::new(AuthChannel::admin(addr).await)
+}
+
+/// Connects a ticket client that calls as `subject` with `roles`.
+pub async fn ticket_client_as(addr: SocketAddr, subject: &str, roles: &[Role]) -> TicketServiceClient<AuthChannel> {
+    TicketServiceClient::new(AuthChannel::with_token(addr, &user_token(subject, roles)).await)
+}
+
+/// Connects an audit client that calls as `subject` with `roles`.
+pub async fn audit_client_as(addr: SocketAddr, subject: &str, roles: &[Role]) -> AuditServiceClient<AuthChannel> {
+    AuditServiceClient::new(AuthChannel::with_token(addr, &user_token(subject, roles)).await)
+}
+
+/// Connects a metrics client that calls as `subject` with `roles`.
+pub async fn metrics_client_as(addr: SocketAddr, subject: &str, roles: &[Role]) -> MetricsServiceClient<AuthChannel> {
+    MetricsServiceClient::new(AuthChannel::with_token(addr, &user_token(subject, roles)).await)
 }
 
 /// The three services wired together, each on its own fresh database.

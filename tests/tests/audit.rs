@@ -13,7 +13,7 @@ use docket_proto::audit::v1::{
 use docket_proto::events::v1::{Actor, ActorKind, Event, FieldChange, Resource};
 use docket_tests::{Running, TestDb, audit_client, start_audit};
 use tonic::Code;
-use tonic::transport::Channel;
+use docket_tests::AuthChannel as Channel;
 use tonic_types::StatusExt;
 
 /// 2024-01-02T03:04:05Z.

@@ -13,7 +13,7 @@ use docket_proto::metrics::v1::{
 use docket_tests::{Running, TestDb, metrics_client, start_metrics};
 use prost_types::Timestamp;
 use tonic::Code;
-use tonic::transport::Channel;
+use docket_tests::AuthChannel as Channel;
 use tonic_types::StatusExt;
 use uuid::Uuid;
 

@@ -18,7 +18,7 @@ use docket_tests::{
     Suite, TestDb, audit_client, eventually, metrics_client, start_metrics, start_ticket_with,
     ticket_client,
 };
-use tonic::transport::Channel;
+use docket_tests::AuthChannel as Channel;
 
 const DELIVERY_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -184,8 +184,11 @@ async fn metrics_reflect_final_state() {
 
 /// Starts the audit service on a given address, as a replacement that comes up late.
 async fn start_audit_on(db: &TestDb, addr: SocketAddr) -> tokio::sync::oneshot::Sender<()> {
+    let keys_dir = docket_tests::keys().public_dir.display().to_string();
     let args = [
         "docket-audit",
+        "--jwt-keys-dir",
+        &keys_dir,
         "--listen-addr",
         &addr.to_string(),
         "--database-url",

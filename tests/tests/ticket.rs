@@ -12,7 +12,7 @@ use docket_proto::ticket::v1::ticket_service_client::TicketServiceClient;
 use docket_proto::ticket::v1::*;
 use docket_tests::{Running, TestDb, start_ticket, ticket_client};
 use tonic::Code;
-use tonic::transport::Channel;
+use docket_tests::AuthChannel as Channel;
 use tonic_types::StatusExt;
 
 type Client = TicketServiceClient<Channel>;

@@ -5,11 +5,12 @@ mod import;
 pub use import::summary_text;
 mod metrics;
 mod ticket;
+mod token;
 
 use std::time::Duration;
 
 use crate::args::{Cli, Command, Global};
-use crate::client::{self, ActorInterceptor, Target};
+use crate::client::{self, Target, TokenInterceptor};
 use crate::error::Error;
 
 /// Result of a command that ran to the end.
@@ -23,7 +24,7 @@ pub enum Outcome {
 /// Settings shared by every command.
 pub struct Context {
     pub global: Global,
-    pub actor: ActorInterceptor,
+    pub token: TokenInterceptor,
 }
 
 impl Context {
@@ -37,7 +38,7 @@ impl Context {
             flag: "--ticket-addr",
             addr: self.global.ticket_addr.clone(),
         };
-        client::ticket_client(&target, &self.actor, self.timeout()).await
+        client::ticket_client(&target, &self.token, self.timeout()).await
     }
 
     async fn audit_client(&self) -> Result<client::AuditClient, Error> {
@@ -46,7 +47,7 @@ impl Context {
             flag: "--audit-addr",
             addr: self.global.audit_addr.clone(),
         };
-        client::audit_client(&target, &self.actor, self.timeout()).await
+        client::audit_client(&target, &self.token, self.timeout()).await
     }
 
     async fn metrics_client(&self) -> Result<client::MetricsClient, Error> {
@@ -55,15 +56,14 @@ impl Context {
             flag: "--metrics-addr",
             addr: self.global.metrics_addr.clone(),
         };
-        client::metrics_client(&target, &self.actor, self.timeout()).await
+        client::metrics_client(&target, &self.token, self.timeout()).await
     }
 }
 
-/// Runs the parsed command line. The actor is `--actor` or DOCKET_ACTOR, else $USER.
+/// Runs the parsed command line.
 pub async fn run(cli: Cli) -> Result<Outcome, Error> {
-    let actor = cli.global.actor.clone().or_else(|| std::env::var("USER").ok());
     let context = Context {
-        actor: ActorInterceptor::new(actor.as_deref())?,
+        token: TokenInterceptor::new(cli.global.token.as_deref())?,
         global: cli.global,
     };
     match cli.command {
@@ -71,6 +71,7 @@ pub async fn run(cli: Cli) -> Result<Outcome, Error> {
         Command::Audit(command) => audit::run(&context, command).await,
         Command::Metrics(command) => metrics::run(&context, command).await,
         Command::Import(command) => import::run(&context, command).await,
+        Command::Token(command) => token::run(command),
     }
 }
 

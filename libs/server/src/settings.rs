@@ -29,20 +29,25 @@ pub struct CommonSettings {
     #[arg(long, env = "DOCKET_DB_MAX_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub db_max_connections: u32,
 
-    /// How long a request waits for a free database connection, for example 5s.
-    #[arg(long, env = "DOCKET_DB_ACQUIRE_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
+    /// How long a request waits for a free database connection, from 1ms to 5m, for example 5s.
+    #[arg(long, env = "DOCKET_DB_ACQUIRE_TIMEOUT", default_value = "5s",
+          value_parser = duration_between(Duration::from_millis(1), Duration::from_secs(300)))]
     pub db_acquire_timeout: Duration,
 
     /// Log line format.
     #[arg(long, env = "DOCKET_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
 
-    /// How long in-flight calls may run after SIGTERM or SIGINT before the process exits.
-    #[arg(long, env = "DOCKET_SHUTDOWN_GRACE", default_value = "20s", value_parser = parse_duration)]
+    /// How long in-flight calls may run after SIGTERM or SIGINT before the process exits, up to 1h.
+    #[arg(long, env = "DOCKET_SHUTDOWN_GRACE", default_value = "20s",
+          value_parser = duration_between(Duration::ZERO, Duration::from_secs(3600)))]
     pub shutdown_grace: Duration,
 
     #[command(flatten)]
     pub grpc: GrpcLimits,
+
+    #[command(flatten)]
+    pub auth: crate::auth::AuthSettings,
 }
 
 impl CommonSettings {
@@ -309,6 +314,13 @@ mod tests {
         assert_eq!(parsed.max_decoding_message_size, 1_048_576);
         assert_eq!(parsed.max_encoding_message_size, 2_097_152);
         assert_eq!(parsed.tcp_keepalive(), Some(Duration::from_secs(120)));
+    }
+
+    #[test]
+    fn database_acquire_timeout_of_zero_is_rejected() {
+        let error = parse(&["--db-acquire-timeout", "0s"]).expect_err("0s must be rejected");
+        assert_eq!(exit_code(&error), EXIT_CONFIG);
+        assert!(error.to_string().contains("--db-acquire-timeout"), "{error}");
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error(transparent)]
+    AuthConfig(#[from] docket_server::auth::AuthConfigError),
+
     #[error("gRPC server failed: {0}")]
     Serve(tonic::transport::Error),
 }

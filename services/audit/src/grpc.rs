@@ -1,7 +1,8 @@
 //! gRPC adapter of the audit service: decodes requests, calls the domain and storage,
 //! and encodes responses.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
+use docket_auth::{Denied, Principal, PrincipalKind, Rpc};
 use docket_proto::audit::v1::audit_service_server::AuditService;
 use docket_proto::audit::v1::{
     AppendEventsRequest, AppendEventsResponse, ListRecordsRequest, ListRecordsResponse, Record as RecordMessage,
@@ -9,11 +10,13 @@ use docket_proto::audit::v1::{
 };
 use docket_proto::events::v1::Event as EventMessage;
 use docket_server::Caller;
+use docket_server::auth::DenialRecorder;
+use futures::future::BoxFuture;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use crate::Error;
-use crate::domain::event::{ChangeInput, EventInput, TimestampInput, validate_batch};
+use crate::domain::event::{Actor, ActorKind, ChangeInput, Event, EventInput, Resource, TimestampInput, validate_batch};
 use crate::domain::listing::{ListInput, build_page, parse_list};
 use crate::domain::record::Record;
 use crate::storage;
@@ -34,7 +37,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<AppendEventsRequest>,
     ) -> Result<Response<AppendEventsResponse>, Status> {
-        let caller = Caller::from_request(&request);
+        let caller = Caller::from_request(&request)?;
         let span = tracing::info_span!("audit.append_events", caller = %caller.subject);
         async {
             let inputs = request.into_inner().events.into_iter().map(event_input).collect();
@@ -61,7 +64,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<ListRecordsRequest>,
     ) -> Result<Response<ListRecordsResponse>, Status> {
-        let caller = Caller::from_request(&request);
+        let caller = Caller::from_request(&request)?;
         let span = tracing::info_span!("audit.list_records", caller = %caller.subject);
         async {
             let query = parse_list(list_input(request.into_inner())).map_err(Error::from)?;
@@ -80,7 +83,7 @@ impl AuditService for AuditApi {
         &self,
         request: Request<VerifyLedgerRequest>,
     ) -> Result<Response<VerifyLedgerResponse>, Status> {
-        let caller = Caller::from_request(&request);
+        let caller = Caller::from_request(&request)?;
         let span = tracing::info_span!("audit.verify_ledger", caller = %caller.subject);
         async {
             let report = storage::ledger::verify(&self.pool).await?;
@@ -187,4 +190,54 @@ fn record_message(record: Record) -> RecordMessage {
 /// Converts a count bounded by the batch limit of 1000 to the wire type.
 fn count(value: usize) -> i32 {
     i32::try_from(value).unwrap_or(i32::MAX)
+}
+
+/// Action of the ledger record that the audit service writes for a call it denied.
+pub const ACTION_ACCESS_DENIED: &str = "audit.access_denied";
+
+/// Appends a record of each call the auth layer denies to the ledger itself, so an attempt
+/// to read or write the audit API without the role is on the record.
+pub struct DenialLedger {
+    pool: docket_db::Pool,
+}
+
+impl DenialLedger {
+    pub fn new(pool: docket_db::Pool) -> Self {
+        Self { pool }
+    }
+
+    async fn append(&self, principal: &Principal, path: &str, denied: &Denied) {
+        let rpc: &str = match Rpc::from_path(path) {
+            Some(known) => known.method(),
+            None => path,
+        };
+        let event = Event {
+            event_id: uuid::Uuid::now_v7(),
+            action: ACTION_ACCESS_DENIED.to_owned(),
+            resource: Resource { kind: "rpc".to_owned(), id: path.to_owned(), key: String::new() },
+            resource_version: 0,
+            actor: Actor {
+                subject: principal.subject.clone(),
+                kind: match principal.kind {
+                    PrincipalKind::Human => ActorKind::Human,
+                    PrincipalKind::Service => ActorKind::Service,
+                },
+                relayed_by: String::new(),
+            },
+            occurred_at: Utc::now().trunc_subsecs(6),
+            source_service: "docket-audit".to_owned(),
+            trace_id: docket_telemetry::current_trace_id().unwrap_or_default(),
+            changes: Vec::new(),
+            reason: format!("{rpc} denied: {denied}"),
+        };
+        if let Err(error) = storage::ledger::append(&self.pool, std::slice::from_ref(&event)).await {
+            tracing::error!(%error, subject = %principal.subject, rpc, event_id = %event.event_id, "failed to record a denied call");
+        }
+    }
+}
+
+impl DenialRecorder for DenialLedger {
+    fn record<'a>(&'a self, principal: &'a Principal, path: &'a str, denied: &'a Denied) -> BoxFuture<'a, ()> {
+        Box::pin(self.append(principal, path, denied))
+    }
 }

@@ -32,6 +32,9 @@ pub enum Error {
     #[error("could not listen on {address}: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
 
+    #[error(transparent)]
+    AuthConfig(#[from] docket_server::auth::AuthConfigError),
+
     #[error("gRPC server failed: {0}")]
     Serve(tonic::transport::Error),
 }

@@ -27,7 +27,7 @@ impl MetricsService for MetricsApi {
         &self,
         request: Request<proto::RecordEventsRequest>,
     ) -> Result<Response<proto::RecordEventsResponse>, Status> {
-        let caller = Caller::from_request(&request);
+        let caller = Caller::from_request(&request)?;
         let request = request.into_inner();
         let span = tracing::Span::current();
         span.record("caller", caller.subject.as_str());
@@ -48,7 +48,7 @@ impl MetricsService for MetricsApi {
         &self,
         request: Request<proto::GetResponseMetricsRequest>,
     ) -> Result<Response<proto::GetResponseMetricsResponse>, Status> {
-        let caller = Caller::from_request(&request);
+        let caller = Caller::from_request(&request)?;
         tracing::Span::current().record("caller", caller.subject.as_str());
 
         let metrics_query = query::parse_query(request.get_ref())?;

@@ -7,6 +7,10 @@ mod storage;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use docket_auth::Verifier;
+use docket_server::auth::AuthLayer;
 
 use docket_proto::metrics::v1::metrics_service_server::MetricsServiceServer;
 use docket_server::{CommonSettings, grpc as server_grpc, health};
@@ -40,11 +44,18 @@ pub struct Service {
     pool: docket_db::Pool,
     incoming: TcpListenerStream,
     local_addr: SocketAddr,
+    verifier: Arc<Verifier>,
 }
 
 impl Service {
     /// Creates the database when missing, runs the migrations and binds the listener.
     pub async fn prepare(settings: Settings) -> Result<Service, Error> {
+        let verifier = settings.common.auth.verifier()?;
+        Service::prepare_with_verifier(settings, verifier).await
+    }
+
+    /// Like [`Service::prepare`], with a verifier already built from `settings.common.auth`.
+    pub async fn prepare_with_verifier(settings: Settings, verifier: Arc<Verifier>) -> Result<Service, Error> {
         let url = settings.common.database_url.clone();
         docket_db::ensure_database(&url).await?;
         let applied = docket_db::run_migrations(&url, MIGRATIONS, MIGRATION_LOCK_KEY).await?;
@@ -58,6 +69,7 @@ impl Service {
             pool,
             incoming,
             local_addr,
+            verifier,
         })
     }
 
@@ -73,14 +85,19 @@ impl Service {
         let (reflection_v1, reflection_v1alpha) = server_grpc::reflection();
 
         let metrics = grpc::MetricsApi::new(self.pool.clone());
+        // NOTE: a denied call is only logged (a warning with the subject and the RPC, by the
+        // auth layer). Unlike the ticket and audit services, metrics keeps no audit record of it.
+        let auth = AuthLayer::new(self.verifier.clone());
         let router = server_grpc::server_builder_with(&self.settings.common.grpc)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(docket_telemetry::GrpcTraceLayer::new("metrics").wrap(
-                MetricsServiceServer::new(metrics)
-                    .max_decoding_message_size(self.settings.common.grpc.max_decoding_message_size)
-                    .max_encoding_message_size(self.settings.common.grpc.max_encoding_message_size),
+                auth.wrap(
+                    MetricsServiceServer::new(metrics)
+                        .max_decoding_message_size(self.settings.common.grpc.max_decoding_message_size)
+                        .max_encoding_message_size(self.settings.common.grpc.max_encoding_message_size),
+                ),
             ));
 
         tracing::info!(address = %self.local_addr, "metrics service listening");

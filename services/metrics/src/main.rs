@@ -10,7 +10,8 @@ async fn main() -> anyhow::Result<()> {
     });
     let telemetry = docket_telemetry::init("docket-metrics", settings.common.log_format)?;
 
-    let service = Service::prepare(settings).await?;
+    let verifier = settings.common.auth.verifier_or_exit();
+    let service = Service::prepare_with_verifier(settings, verifier).await?;
     let served = service.serve(docket_server::shutdown::signal()).await;
     telemetry.shutdown().await;
     served?;

@@ -37,10 +37,24 @@ pub enum Error {
     RequestIdReused { request_id: String, key: String },
 
     #[error(transparent)]
+    Denied(#[from] docket_auth::Denied),
+
+    /// A ticket-level rule denied a change to a loaded ticket.
+    #[error("{denied}")]
+    TicketDenied {
+        ticket_id: uuid::Uuid,
+        key: String,
+        denied: docket_auth::Denied,
+    },
+
+    #[error(transparent)]
     Database(#[from] docket_db::DbError),
 
     #[error("stored data is inconsistent: {0}")]
     Corrupt(String),
+
+    #[error(transparent)]
+    AuthConfig(#[from] docket_server::auth::AuthConfigError),
 
     #[error("invalid setting {setting}: {reason}")]
     Config {
@@ -123,6 +137,7 @@ impl From<Error> for tonic::Status {
             }
             Error::NotAllowed { .. } => Status::failed_precondition(error.to_string()),
             Error::RequestIdReused { .. } => Status::already_exists(error.to_string()),
+            Error::Denied(denied) | Error::TicketDenied { denied, .. } => Status::from(denied),
             other => {
                 tracing::error!(error = %other, "internal error");
                 Status::internal("internal error; the ticket service logged the cause")

@@ -14,6 +14,47 @@ pub const ACTION_UPDATED: &str = "ticket.updated";
 pub const ACTION_TRANSITIONED: &str = "ticket.transitioned";
 pub const ACTION_COMMENTED: &str = "ticket.commented";
 pub const ACTION_IMPORTED: &str = "ticket.imported";
+pub const ACTION_ACCESS_DENIED: &str = "ticket.access_denied";
+
+/// A call that was denied to an authenticated caller, recorded for the audit ledger.
+pub struct DenialRecord<'a> {
+    pub event_id: Uuid,
+    /// The ticket the call named, when the denial came after loading it. Otherwise the
+    /// event's resource is the RPC itself.
+    pub ticket: Option<(Uuid, &'a str)>,
+    /// The gRPC method path, such as /docket.ticket.v1.TicketService/ImportTickets.
+    pub rpc: &'a str,
+    pub actor: &'a str,
+    pub actor_kind: ActorKind,
+    pub reason: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// Builds the event of a denied call. It has version 0, no changes and no snapshot, because
+/// the call changed nothing, so the metrics projection ignores it.
+pub fn build_denial_event(record: &DenialRecord<'_>) -> Event {
+    let resource = match record.ticket {
+        Some((id, key)) => Resource { r#type: "ticket".to_owned(), id: id.to_string(), key: key.to_owned() },
+        None => Resource { r#type: "rpc".to_owned(), id: record.rpc.to_owned(), key: String::new() },
+    };
+    Event {
+        event_id: record.event_id.to_string(),
+        action: ACTION_ACCESS_DENIED.to_owned(),
+        resource: Some(resource),
+        resource_version: 0,
+        actor: Some(Actor {
+            subject: record.actor.to_owned(),
+            kind: record.actor_kind as i32,
+            relayed_by: String::new(),
+        }),
+        occurred_at: Some(timestamp(record.at)),
+        source_service: SOURCE_SERVICE.to_owned(),
+        trace_id: docket_telemetry::current_trace_id().unwrap_or_default(),
+        changes: Vec::new(),
+        reason: record.reason.to_owned(),
+        ticket: None,
+    }
+}
 
 /// Everything an event states about one change.
 pub struct ChangeRecord<'a> {

@@ -3,6 +3,10 @@
 
 use docket_proto::ticket::v1 as pb;
 use docket_proto::ticket::v1::ticket_service_server::TicketService;
+use docket_auth::{Denied, Principal, PrincipalKind, Rpc, TicketChange, TicketChangeKind, authorize_ticket_change};
+use docket_proto::events::v1::ActorKind;
+use docket_server::auth::DenialRecorder;
+use futures::future::BoxFuture;
 use docket_server::Caller;
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -17,7 +21,7 @@ use crate::domain::ticket::{
     apply_patch, check_mask, parse_etag, validate_comment, validate_create,
 };
 use crate::domain::{self, Comment, Resolution, Status as TicketStatus, TicketRef, Violations};
-use crate::events;
+use crate::events::{self, DenialRecord};
 use crate::storage::{ImportOutcome, Mutation, Store};
 
 pub struct TicketApi {
@@ -43,6 +47,82 @@ fn optional_etag(text: &str) -> Result<Option<i64>, Error> {
     Ok(Some(parse_etag("etag", text)?))
 }
 
+/// Applies the ticket-level rules of `docket_auth` to a change of `current`. It runs inside
+/// the store's transaction, before anything is written, so a denied change writes nothing.
+fn check_change(caller: &Caller, current: &crate::domain::ticket::Ticket, kind: TicketChangeKind<'_>) -> Result<(), Error> {
+    let current_assignee = Some(current.assignee.as_str()).filter(|name| !name.is_empty());
+    authorize_ticket_change(caller.principal(), TicketChange { kind, current_assignee }).map_err(|denied| Error::TicketDenied {
+        ticket_id: current.id,
+        key: current.key.clone(),
+        denied,
+    })
+}
+
+/// Writes the audit event of a denied call. A failure is logged and not returned, because
+/// the caller gets PERMISSION_DENIED either way.
+async fn record_denial(store: &Store, principal: &Principal, path: &str, ticket: Option<(Uuid, &str)>, denied: &Denied) {
+    let rpc: &str = match Rpc::from_path(path) {
+        Some(known) => known.method(),
+        None => path,
+    };
+    let reason = format!("{rpc} denied: {denied}");
+    let actor_kind = match principal.kind {
+        PrincipalKind::Human => ActorKind::Human,
+        PrincipalKind::Service => ActorKind::Service,
+    };
+    let record = DenialRecord {
+        event_id: Uuid::now_v7(),
+        ticket,
+        rpc: path,
+        actor: &principal.subject,
+        actor_kind,
+        reason: &reason,
+        at: domain::now(),
+    };
+    if let Err(error) = store.record_denial(&record).await {
+        tracing::error!(%error, subject = %principal.subject, rpc, event_id = %record.event_id, "failed to record a denied call");
+    }
+}
+
+/// Records the calls that the auth layer denies, as `ticket.access_denied` outbox events.
+pub struct DenialLog {
+    store: Store,
+}
+
+impl DenialLog {
+    pub fn new(store: Store) -> Self {
+        Self { store }
+    }
+}
+
+impl DenialRecorder for DenialLog {
+    fn record<'a>(&'a self, principal: &'a Principal, path: &'a str, denied: &'a Denied) -> BoxFuture<'a, ()> {
+        Box::pin(record_denial(&self.store, principal, path, None, denied))
+    }
+}
+
+impl TicketApi {
+    /// Records a ticket-level denial in `result`, then returns `result` unchanged.
+    async fn audit_denial<T>(&self, caller: &Caller, rpc: Rpc, result: Result<T, Error>) -> Result<T, Error> {
+        if let Err(Error::TicketDenied { ticket_id, key, denied }) = &result {
+            record_denial(&self.store, caller.principal(), rpc.path(), Some((*ticket_id, key)), denied).await;
+        }
+        result
+    }
+}
+
+/// Returns the kind of a transition that the ticket-level rules restrict: closing, or
+/// reopening a resolved or closed ticket. Other transitions need only the RPC permission.
+fn transition_kind(from: TicketStatus, to: TicketStatus) -> Option<TicketChangeKind<'static>> {
+    if to == TicketStatus::Closed {
+        return Some(TicketChangeKind::Close);
+    }
+    if matches!(from, TicketStatus::Resolved | TicketStatus::Closed) && to != TicketStatus::Resolved {
+        return Some(TicketChangeKind::Reopen);
+    }
+    None
+}
+
 #[tonic::async_trait]
 impl TicketService for TicketApi {
     async fn create_ticket(
@@ -51,7 +131,7 @@ impl TicketService for TicketApi {
     ) -> Result<Response<pb::Ticket>, Status> {
         let span = tracing::info_span!("ticket.create_ticket");
         async move {
-            let caller = Caller::from_request(&request);
+            let caller = Caller::from_request(&request)?;
             let input = convert::create_input(request.into_inner()).map_err(Error::from)?;
             let new =
                 validate_create(input, &caller.subject, domain::now()).map_err(Error::from)?;
@@ -108,7 +188,7 @@ impl TicketService for TicketApi {
     ) -> Result<Response<pb::Ticket>, Status> {
         let span = tracing::info_span!("ticket.update_ticket");
         async move {
-            let caller = Caller::from_request(&request);
+            let caller = Caller::from_request(&request)?;
             let request = request.into_inner();
             let target = TicketRef::parse("ticket", &request.ticket).map_err(Error::from)?;
             if request.etag.trim().is_empty() {
@@ -123,10 +203,14 @@ impl TicketService for TicketApi {
                 convert::patch_input(request.patch, request.update_mask).map_err(Error::from)?;
             check_mask(&input.paths).map_err(Error::from)?;
 
-            let (ticket, _) = self
+            let changed = self
                 .store
                 .change(&target, Some(expected), &caller.subject, |current, now| {
                     let next = apply_patch(current, input, now)?;
+                    if next.assignee != current.assignee {
+                        let new_assignee = Some(next.assignee.as_str()).filter(|name| !name.is_empty());
+                        check_change(&caller, current, TicketChangeKind::Reassign { new_assignee })?;
+                    }
                     if domain::change::diff(Some(current), &next).is_empty() {
                         return Ok(None);
                     }
@@ -137,7 +221,8 @@ impl TicketService for TicketApi {
                         comment: None,
                     }))
                 })
-                .await?;
+                .await;
+            let (ticket, _) = self.audit_denial(&caller, Rpc::UpdateTicket, changed).await?;
             Ok(Response::new(convert::ticket(ticket, &[])))
         }
         .instrument(span)
@@ -150,7 +235,7 @@ impl TicketService for TicketApi {
     ) -> Result<Response<pb::Ticket>, Status> {
         let span = tracing::info_span!("ticket.transition_ticket");
         async move {
-            let caller = Caller::from_request(&request);
+            let caller = Caller::from_request(&request)?;
             let request = request.into_inner();
             let target = TicketRef::parse("ticket", &request.ticket).map_err(Error::from)?;
             let to = match TicketStatus::from_code(request.to_status) {
@@ -178,9 +263,12 @@ impl TicketService for TicketApi {
             let expected = optional_etag(&request.etag)?;
             let note = request.note;
 
-            let (ticket, _) = self
+            let changed = self
                 .store
                 .change(&target, expected, &caller.subject, |current, now| {
+                    if let Some(kind) = transition_kind(current.status, to) {
+                        check_change(&caller, current, kind)?;
+                    }
                     let next =
                         transition(current, to, resolution, now).map_err(|error| match error {
                             TransitionError::NotAllowed { from, to, allowed } => {
@@ -200,7 +288,8 @@ impl TicketService for TicketApi {
                         comment: None,
                     }))
                 })
-                .await?;
+                .await;
+            let (ticket, _) = self.audit_denial(&caller, Rpc::TransitionTicket, changed).await?;
             Ok(Response::new(convert::ticket(ticket, &[])))
         }
         .instrument(span)
@@ -213,7 +302,7 @@ impl TicketService for TicketApi {
     ) -> Result<Response<pb::Comment>, Status> {
         let span = tracing::info_span!("ticket.add_comment");
         async move {
-            let caller = Caller::from_request(&request);
+            let caller = Caller::from_request(&request)?;
             let request = request.into_inner();
             let target = TicketRef::parse("ticket", &request.ticket).map_err(Error::from)?;
             validate_comment(&request.body).map_err(Error::from)?;
@@ -294,7 +383,7 @@ impl TicketService for TicketApi {
         async move {
             use pb::import_result::Outcome;
 
-            let caller = Caller::from_request(&request);
+            let caller = Caller::from_request(&request)?;
             let records = request.into_inner().records;
             if records.len() > MAX_RECORDS {
                 let description = format!("{} records given; send at most {MAX_RECORDS} per call", records.len());

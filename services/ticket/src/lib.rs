@@ -10,8 +10,13 @@ mod storage;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
+
+use docket_auth::{Signer, Verifier};
+use docket_server::auth::AuthLayer;
+use docket_server::outgoing::ServiceCredentials;
 
 use docket_proto::ticket::v1::ticket_service_server::TicketServiceServer;
 use docket_server::{CommonSettings, grpc as server_grpc, health};
@@ -32,6 +37,9 @@ pub const DEFAULT_ADDR: SocketAddr =
 
 /// Fully qualified gRPC service name, as reported by gRPC health.
 pub const SERVICE_NAME: &str = "docket.ticket.v1.TicketService";
+
+/// Subject of the tokens the ticket service signs for its calls to audit and metrics.
+pub const SERVICE_SUBJECT: &str = "docket-ticket";
 
 /// Settings of the ticket service.
 #[derive(clap::Parser, Clone, Debug)]
@@ -63,6 +71,17 @@ pub struct Settings {
     /// Maximum wait between two delivery attempts after failures, for example 30s.
     #[arg(long, env = "DOCKET_RELAY_MAX_BACKOFF", default_value = "30s", value_parser = parse_positive_duration)]
     pub relay_max_backoff: Duration,
+
+    /// Ed25519 private key (PKCS#8 PEM) that signs this service's tokens for its calls to
+    /// audit and metrics. Their key directories must hold the public key under
+    /// --service-key-id.
+    #[arg(long, env = "DOCKET_SERVICE_SIGNING_KEY", value_name = "FILE")]
+    pub service_signing_key: PathBuf,
+
+    /// Key id (`kid`) written into this service's tokens: the file stem of its public key in
+    /// the other services' key directories.
+    #[arg(long, env = "DOCKET_SERVICE_KEY_ID", default_value = SERVICE_SUBJECT)]
+    pub service_key_id: String,
 }
 
 /// Parses a duration that must be longer than zero, so the relay never polls in a busy loop.
@@ -100,11 +119,20 @@ pub struct Service {
     local_addr: SocketAddr,
     audit: tonic::transport::Channel,
     metrics: tonic::transport::Channel,
+    verifier: Arc<Verifier>,
+    credentials: Arc<ServiceCredentials>,
 }
 
 impl Service {
     /// Creates the database when missing, runs the migrations and binds the listener.
     pub async fn prepare(settings: Settings) -> Result<Service, Error> {
+        let verifier = settings.common.auth.verifier()?;
+        Service::prepare_with_verifier(settings, verifier).await
+    }
+
+    /// Like [`Service::prepare`], with a verifier already built from `settings.common.auth`.
+    pub async fn prepare_with_verifier(settings: Settings, verifier: Arc<Verifier>) -> Result<Service, Error> {
+        let credentials = Arc::new(service_credentials(&settings)?);
         let url = settings.common.database_url.clone();
         docket_db::ensure_database(&url).await?;
         let applied = docket_db::run_migrations(&url, MIGRATIONS, MIGRATION_LOCK_KEY).await?;
@@ -139,6 +167,8 @@ impl Service {
             local_addr,
             audit,
             metrics,
+            verifier,
+            credentials,
         })
     }
 
@@ -172,19 +202,24 @@ impl Service {
             self.audit,
             self.metrics,
             relay_settings,
+            self.credentials.clone(),
             wake.clone(),
             stop_rx.clone(),
         );
 
-        let ticket = grpc::TicketApi::new(storage::Store::new(self.pool.clone(), wake));
+        let store = storage::Store::new(self.pool.clone(), wake);
+        let auth = AuthLayer::new(self.verifier.clone()).on_denied(Arc::new(grpc::DenialLog::new(store.clone())));
+        let ticket = grpc::TicketApi::new(store);
         let router = server_grpc::server_builder_with(&self.settings.common.grpc)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(docket_telemetry::GrpcTraceLayer::new("ticket").wrap(
-                TicketServiceServer::new(ticket)
-                    .max_decoding_message_size(self.settings.common.grpc.max_decoding_message_size)
-                    .max_encoding_message_size(self.settings.common.grpc.max_encoding_message_size),
+                auth.wrap(
+                    TicketServiceServer::new(ticket)
+                        .max_decoding_message_size(self.settings.common.grpc.max_decoding_message_size)
+                        .max_encoding_message_size(self.settings.common.grpc.max_encoding_message_size),
+                ),
             ));
 
         tracing::info!(address = %self.local_addr, "ticket service listening");
@@ -203,4 +238,24 @@ impl Service {
         tracing::info!("ticket service stopped");
         served.map_err(Error::Serve)
     }
+}
+
+/// Reads the signing key that the relay's tokens are signed with.
+fn service_credentials(settings: &Settings) -> Result<ServiceCredentials, Error> {
+    let path = &settings.service_signing_key;
+    let pem = std::fs::read(path).map_err(|error| Error::Config {
+        setting: "--service-signing-key",
+        reason: format!("cannot read {}: {error}", path.display()),
+    })?;
+    let signer = Signer::from_pem(
+        &pem,
+        settings.service_key_id.clone(),
+        settings.common.auth.jwt_issuer.clone(),
+        settings.common.auth.jwt_audience.clone(),
+    )
+    .map_err(|error| Error::Config {
+        setting: "--service-signing-key",
+        reason: format!("{}: {error}", path.display()),
+    })?;
+    Ok(ServiceCredentials::new(signer, SERVICE_SUBJECT))
 }

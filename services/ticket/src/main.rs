@@ -1,5 +1,5 @@
 use clap::Parser;
-use docket_ticket::{Service, Settings};
+use docket_ticket::{Error, Service, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -10,7 +10,14 @@ async fn main() -> anyhow::Result<()> {
     });
     let telemetry = docket_telemetry::init("docket-ticket", settings.common.log_format)?;
 
-    let service = Service::prepare(settings).await?;
+    let verifier = settings.common.auth.verifier_or_exit();
+    let service = match Service::prepare_with_verifier(settings, verifier).await {
+        Err(error @ Error::Config { .. }) => {
+            eprintln!("error: {error}");
+            std::process::exit(docket_server::EXIT_CONFIG);
+        }
+        prepared => prepared?,
+    };
     let served = service.serve(docket_server::shutdown::signal()).await;
     telemetry.shutdown().await;
     served?;

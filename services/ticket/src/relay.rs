@@ -16,6 +16,8 @@ use tokio::sync::{Notify, watch};
 use tonic::transport::Channel;
 use tracing::Instrument;
 
+use docket_server::outgoing::ServiceCredentials;
+
 use crate::events::SOURCE_SERVICE;
 use crate::storage::outbox::{Delivery, PendingEvent, Sink, deliver_batch};
 
@@ -61,22 +63,17 @@ enum SinkClient {
 }
 
 impl SinkClient {
-    async fn send(mut self, events: Vec<Event>) -> Result<(), String> {
+    async fn send(mut self, events: Vec<Event>, credentials: &ServiceCredentials) -> Result<(), String> {
+        let mint_failed = |error: docket_auth::MintError| format!("cannot mint the service token: {error}");
         let result = match &mut self {
-            SinkClient::Audit(client) => client
-                .append_events(docket_server::outgoing::request(
-                    AppendEventsRequest { events },
-                    SOURCE_SERVICE,
-                ))
-                .await
-                .map(|_| ()),
-            SinkClient::Metrics(client) => client
-                .record_events(docket_server::outgoing::request(
-                    RecordEventsRequest { events },
-                    SOURCE_SERVICE,
-                ))
-                .await
-                .map(|_| ()),
+            SinkClient::Audit(client) => {
+                let request = docket_server::outgoing::request(AppendEventsRequest { events }, credentials).map_err(mint_failed)?;
+                client.append_events(request).await.map(|_| ())
+            }
+            SinkClient::Metrics(client) => {
+                let request = docket_server::outgoing::request(RecordEventsRequest { events }, credentials).map_err(mint_failed)?;
+                client.record_events(request).await.map(|_| ())
+            }
         };
         result.map_err(|status| format!("{:?}: {}", status.code(), status.message()))
     }
@@ -118,6 +115,7 @@ pub fn spawn(
     audit: Channel,
     metrics: Channel,
     settings: RelaySettings,
+    credentials: Arc<ServiceCredentials>,
     wake: Arc<Wake>,
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -139,6 +137,7 @@ pub fn spawn(
                 sink,
                 client,
                 settings.clone(),
+                credentials.clone(),
                 wake.clone(),
                 stop.clone(),
             ))
@@ -151,6 +150,7 @@ async fn run(
     sink: Sink,
     client: SinkClient,
     settings: RelaySettings,
+    credentials: Arc<ServiceCredentials>,
     wake: Arc<Wake>,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -164,10 +164,11 @@ async fn run(
 
     while !*stop.borrow() {
         let send_client = client.clone();
+        let send_credentials = credentials.clone();
         let round = deliver_batch(&pool, sink, settings.batch_size, async move |pending| {
             let events = decode(&pending)?;
             let span = delivery_span(sink, &pending);
-            send_client.send(events).instrument(span).await
+            send_client.send(events, &send_credentials).instrument(span).await
         })
         .await;
 

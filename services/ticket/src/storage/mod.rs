@@ -19,7 +19,7 @@ use crate::domain::import::ImportedTicket;
 use crate::domain::page::ListQuery;
 use crate::domain::ticket::NewTicket;
 use crate::domain::{self, Comment, FieldChange, Ticket, TicketRef};
-use crate::events::{self, ChangeRecord};
+use crate::events::{self, ChangeRecord, DenialRecord};
 use crate::relay::Wake;
 pub use rows::HistoryEntry;
 use rows::{CommentRow, HistoryRow, NewOutboxRow, NewTicketRow, TicketRow, changeset};
@@ -59,6 +59,27 @@ impl Store {
             .get()
             .await
             .map_err(|error| Error::Database(error.into()))
+    }
+
+    /// Writes the outbox event of a denied call, so the relay carries it to the audit
+    /// ledger. Denials of calls that name no loaded ticket share the nil ticket id, which
+    /// keeps them in order among themselves.
+    pub async fn record_denial(&self, record: &DenialRecord<'_>) -> Result<(), Error> {
+        let event = events::build_denial_event(record);
+        let mut conn = self.conn().await?;
+        diesel::insert_into(outbox_table::table)
+            .values(NewOutboxRow {
+                event_id: record.event_id,
+                ticket_id: record.ticket.map_or(Uuid::nil(), |(id, _)| id),
+                ticket_version: 0,
+                payload: event.encode_to_vec(),
+                created_at: record.at,
+                traceparent: docket_telemetry::current_traceparent(),
+            })
+            .execute(&mut conn)
+            .await?;
+        self.wake.notify();
+        Ok(())
     }
 
     /// Inserts a ticket unless a ticket with the same request id exists. A retry with the
