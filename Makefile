@@ -22,7 +22,7 @@ run: release
 	scripts/run.sh
 
 # Tests need a PostgreSQL server; scripts/postgres.sh prints the one it found or started.
-test: clean-test-dbs
+test: clean-test-dbs python-env
 	DOCKET_TEST_POSTGRES=$$(scripts/postgres.sh) $(CARGO) test --workspace --locked
 
 # Drops databases that earlier test runs left behind (they are named docket_test_*). A

@@ -32,13 +32,12 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--addr", required=True, help="host:port of docket-ticket, for example 127.0.0.1:50051")
     parser.add_argument("--token", help="bearer token sent as the authorization header")
-    parser.add_argument("--actor", default="interop-client", help="caller name sent as x-docket-actor")
     parser.add_argument("--timeout", type=float, default=10.0, help="deadline of each call in seconds")
     return parser.parse_args(argv)
 
 
 def call_metadata(args):
-    metadata = [("x-docket-actor", args.actor)]
+    metadata = []
     if args.token:
         metadata.append(("authorization", f"Bearer {args.token}"))
     return metadata
