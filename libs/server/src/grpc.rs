@@ -114,11 +114,15 @@ pub fn reflection() -> (
 
 /// Serves `router` until `shutdown` completes, then lets in-flight calls finish for at most
 /// `grace` before returning.
+///
+/// `stopping` turns true as soon as `shutdown` completes, before the drain, so health reports
+/// NOT_SERVING and background tasks such as the outbox relay stop while calls finish.
 pub async fn serve_with_grace<F>(
     router: tonic::transport::server::Router,
     incoming: TcpListenerStream,
     shutdown: F,
     grace: Duration,
+    stopping: &tokio::sync::watch::Sender<bool>,
 ) -> Result<(), tonic::transport::Error>
 where
     F: std::future::Future<Output = ()> + Send + 'static,
@@ -135,6 +139,7 @@ where
         result = &mut server => return result,
         _ = draining_rx => {}
     }
+    let _ = stopping.send(true);
     match tokio::time::timeout(grace, &mut server).await {
         Ok(result) => result,
         Err(_) => {

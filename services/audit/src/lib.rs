@@ -99,7 +99,7 @@ impl Service {
             ));
 
         tracing::info!(address = %self.local_addr, "audit service listening");
-        let served = server_grpc::serve_with_grace(router, self.incoming, shutdown, self.settings.common.shutdown_grace).await;
+        let served = server_grpc::serve_with_grace(router, self.incoming, shutdown, self.settings.common.shutdown_grace, &stop_tx).await;
         let _ = stop_tx.send(true);
         let _ = health_task.await;
         tracing::info!("audit service stopped");

@@ -228,8 +228,8 @@ impl Service {
             self.incoming,
             shutdown,
             self.settings.common.shutdown_grace,
-        )
-        .await;
+            &stop_tx,
+        ).await;
         let _ = stop_tx.send(true);
         let _ = health_task.await;
         for task in relay_tasks {
