@@ -25,11 +25,13 @@ stop() {
 }
 trap stop INT TERM EXIT
 
+# Each service runs in its own session, so Ctrl-C reaches only this script, which then sends
+# one SIGTERM: a service that got both signals would take the second as "exit at once".
 start() {
   local name=$1 port=$2
   shift 2
   DOCKET_LISTEN_ADDR="127.0.0.1:$port" DOCKET_DATABASE_URL="$server/docket_$name" \
-    "$bin/docket-$name" "$@" > >(trap '' INT; sed -u "s/^/[$name] /") 2>&1 &
+    setsid "$bin/docket-$name" "$@" > >(trap '' INT; sed -u "s/^/[$name] /") 2>&1 &
   pids+=("$!")
 }
 
