@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prints the URL of a PostgreSQL server for Docket, without a database name.
 #
-# Uses the server at 127.0.0.1:5432 when one answers. Otherwise it creates (once) and
+# Uses the server at 127.0.0.1:5432 when it accepts connections. Otherwise it creates (once) and
 # starts a private cluster under target/postgres with the machine's PostgreSQL binaries,
 # listening on 127.0.0.1:$DOCKET_PRIVATE_PG_PORT (default 55432), trust authentication.
 set -euo pipefail
@@ -53,7 +53,7 @@ if [ -z "$bindir" ] && command -v initdb >/dev/null 2>&1; then
   bindir=$(dirname "$(command -v initdb)")
 fi
 if [ -z "$bindir" ]; then
-  echo "no PostgreSQL server answers on 127.0.0.1:5432 and no PostgreSQL binaries were found; install PostgreSQL 15 or later" >&2
+  echo "no PostgreSQL server accepts connections on 127.0.0.1:5432 and no PostgreSQL binaries were found; install PostgreSQL 15 or later" >&2
   exit 1
 fi
 

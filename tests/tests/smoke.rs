@@ -1,4 +1,4 @@
-//! The three services start on fresh databases and answer gRPC health.
+//! The three services start on fresh databases and report SERVING on gRPC health.
 
 use docket_tests::Suite;
 

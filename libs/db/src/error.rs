@@ -19,7 +19,7 @@ pub enum DbError {
     Query(#[from] DieselError),
 }
 
-/// Whether a diesel error means the database could not be reached, as opposed to a
+/// Returns whether a diesel error means the database could not be reached, as opposed to a
 /// statement it rejected. Callers map the first to UNAVAILABLE so clients retry.
 pub fn is_unavailable(error: &DieselError) -> bool {
     match error {

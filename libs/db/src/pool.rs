@@ -31,7 +31,7 @@ impl Default for PoolOptions {
 }
 
 /// Builds a pool without opening a connection yet, so a service can start while the
-/// database is still down and report NOT_SERVING until it answers.
+/// database is still down and report NOT_SERVING until it accepts connections.
 pub fn connect(url: &str, options: &PoolOptions) -> Pool {
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
     bb8::Pool::builder()

@@ -3,7 +3,7 @@
 use docket_auth::{Principal, PrincipalKind, Role};
 use tonic::{Request, Status};
 
-/// Who made a request, as every service records it in history and audit records.
+/// Identity of the caller of a request, as every service records it in history and audit records.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Caller {
     /// The token's `sub` claim: a user name, or a service name such as `docket-ticket`.

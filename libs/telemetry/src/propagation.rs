@@ -95,8 +95,8 @@ pub fn continue_stored_traces<'a>(span: &tracing::Span, traceparents: impl IntoI
         .map(context_from_traceparent)
         .filter(|context| context.span().span_context().is_valid());
     if let Some(first) = contexts.next() {
-        // set_parent fails when no OpenTelemetry layer is installed or the span is disabled;
-        // the span then stays outside any trace, which is all there is to do.
+        // set_parent fails when no OpenTelemetry layer is installed or the span is disabled.
+        // The span then stays outside any trace, and nothing else needs to happen.
         let _ = span.set_parent(first);
     }
     for other in contexts {
