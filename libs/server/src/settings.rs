@@ -22,7 +22,7 @@ pub struct CommonSettings {
 
     /// PostgreSQL URL of this service's own database, for example
     /// postgres://postgres@127.0.0.1:5432/docket_ticket. The database is created when missing.
-    #[arg(long, env = "DOCKET_DATABASE_URL")]
+    #[arg(long, env = "DOCKET_DATABASE_URL", value_parser = parse_database_url)]
     pub database_url: String,
 
     /// Upper bound on open database connections.
@@ -226,6 +226,29 @@ pub fn parse_or_exit<P: clap::Parser>() -> P {
     })
 }
 
+/// Checks a PostgreSQL URL: scheme `postgres` or `postgresql`, a host, and a database name of
+/// letters, digits and underscores, which is the form the services can create when missing.
+pub fn parse_database_url(text: &str) -> Result<String, String> {
+    let parsed = url::Url::parse(text)
+        .map_err(|error| format!("invalid database URL: {error}; write postgres://USER@HOST:PORT/DATABASE"))?;
+    if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+        return Err(format!(
+            "invalid database URL scheme {:?}; write postgres://USER@HOST:PORT/DATABASE",
+            parsed.scheme()
+        ));
+    }
+    if parsed.host_str().is_none_or(str::is_empty) {
+        return Err("invalid database URL: the host is missing; write postgres://USER@HOST:PORT/DATABASE".into());
+    }
+    let name = parsed.path().trim_start_matches('/');
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "invalid database name {name:?} in the database URL; use letters, digits and underscores"
+        ));
+    }
+    Ok(text.to_owned())
+}
+
 /// Parses a duration written as a number and a unit: `250ms`, `5s`, `2m` or `1h`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -357,6 +380,21 @@ mod tests {
     fn help_exits_with_code_0() {
         let error = parse(&["--help"]).expect_err("--help stops parsing");
         assert_eq!(exit_code(&error), 0);
+    }
+
+    #[test]
+    fn invalid_database_urls_exit_with_code_64() {
+        for bad in [
+            "postgres://postgres@127.0.0.1:5432/",
+            "mysql://root@127.0.0.1/docket",
+            "postgres://postgres@127.0.0.1:5432/bad;name",
+            "not a url",
+        ] {
+            let error = TestSettings::try_parse_from(["docket-test", "--database-url", bad])
+                .expect_err("an invalid database URL must be rejected");
+            assert_eq!(exit_code(&error), EXIT_CONFIG, "{bad}");
+            assert!(error.to_string().contains("--database-url"), "{error}");
+        }
     }
 
     #[test]
