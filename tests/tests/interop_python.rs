@@ -46,6 +46,8 @@ async fn grpcio_client_checks_health_reflection_and_tickets() {
     assert!(output.status.success(), "grpc_client.py failed: {stdout}\n{stderr}");
     assert!(stdout.contains("reflection lists"), "{stdout}");
     assert!(stdout.contains("docket.ticket.v1.TicketService"), "{stdout}");
+    assert!(stdout.contains("grpc.health.v1.Health"), "{stdout}");
+    assert!(!stdout.contains("docket.audit.v1.AuditService"), "the ticket service lists a service it does not serve: {stdout}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

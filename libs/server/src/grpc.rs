@@ -94,19 +94,25 @@ pub async fn bind_with(address: SocketAddr, limits: &GrpcLimits) -> std::io::Res
     Ok((TcpListenerStream::new(listener), local))
 }
 
-/// Builds the reflection services (v1 and v1alpha) for the Docket contracts and health.
-pub fn reflection() -> (
+/// Builds the reflection services (v1 and v1alpha). They list `service_name`, gRPC health and
+/// reflection itself, not the other Docket services, whose descriptors share the embedded set.
+pub fn reflection(
+    service_name: &'static str,
+) -> (
     tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
     tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
 ) {
-    let v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(docket_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(docket_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name(service_name)
+            .with_service_name("grpc.health.v1.Health")
+    };
+    let v1 = builder()
         .build_v1()
         .expect("the embedded descriptor set was produced by the build script and decodes");
-    let v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(docket_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let v1alpha = builder()
         .build_v1alpha()
         .expect("the embedded descriptor set was produced by the build script and decodes");
     (v1, v1alpha)

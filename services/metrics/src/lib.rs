@@ -82,7 +82,7 @@ impl Service {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let health_task = tokio::spawn(health::follow_database(reporter, self.pool.clone(), SERVICE_NAME, stop_rx));
-        let (reflection_v1, reflection_v1alpha) = server_grpc::reflection();
+        let (reflection_v1, reflection_v1alpha) = server_grpc::reflection(SERVICE_NAME);
 
         let metrics = grpc::MetricsApi::new(self.pool.clone());
         // NOTE: a denied call is only logged (a warning with the subject and the RPC, by the

@@ -189,7 +189,7 @@ impl Service {
             SERVICE_NAME,
             stop_rx.clone(),
         ));
-        let (reflection_v1, reflection_v1alpha) = server_grpc::reflection();
+        let (reflection_v1, reflection_v1alpha) = server_grpc::reflection(SERVICE_NAME);
 
         let wake = Arc::new(relay::Wake::default());
         let relay_settings = relay::RelaySettings {
