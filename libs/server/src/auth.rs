@@ -116,6 +116,22 @@ impl AuthSettings {
     }
 }
 
+/// Reloads the verification keys from their files on every SIGHUP, so keys rotate without a
+/// restart. A reload that fails keeps the keys in use and logs the error.
+pub fn reload_on_sighup(verifier: Arc<Verifier>) -> tokio::task::JoinHandle<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut hangups = signal(SignalKind::hangup()).expect("installing a SIGHUP handler succeeds on Unix");
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            match verifier.reload() {
+                Ok(count) => tracing::info!(keys = count, key_ids = %verifier.key_ids().join(","), "reloaded verification keys"),
+                Err(error) => tracing::error!(%error, "reloading verification keys failed, keeping the current keys"),
+            }
+        }
+    })
+}
+
 /// Receives the calls that the layer denied to an authenticated principal, so a service can
 /// keep an audit record of each attempt. Unauthenticated calls are not passed on.
 pub trait DenialRecorder: Send + Sync + 'static {
@@ -244,6 +260,39 @@ mod tests {
     struct TestSettings {
         #[command(flatten)]
         auth: AuthSettings,
+    }
+
+    #[tokio::test]
+    async fn sighup_reloads_keys_from_the_directory() {
+        let directory = std::env::temp_dir().join(format!("docket-auth-reload-{}", std::process::id()));
+        std::fs::create_dir_all(&directory).expect("create the key directory");
+        let first = docket_auth::generate_ed25519_keypair().expect("generate a key pair");
+        std::fs::write(directory.join("first.pem"), first.public_pem).expect("write the public key");
+        let settings = TestSettings::try_parse_from(["docket-test", "--jwt-keys-dir", directory.to_str().unwrap()])
+            .expect("settings parse")
+            .auth;
+        let verifier = settings.verifier().expect("the verifier loads the directory");
+        let task = reload_on_sighup(verifier.clone());
+
+        let second = docket_auth::generate_ed25519_keypair().expect("generate a key pair");
+        std::fs::write(directory.join("second.pem"), second.public_pem).expect("write the public key");
+        let status = std::process::Command::new("kill")
+            .args(["-HUP", &std::process::id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
+
+        let mut reloaded = false;
+        for _ in 0..100 {
+            if verifier.key_ids().iter().any(|kid| kid == "second") {
+                reloaded = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        task.abort();
+        let _ = std::fs::remove_dir_all(&directory);
+        assert!(reloaded, "key ids after SIGHUP: {:?}", verifier.key_ids());
     }
 
     #[test]

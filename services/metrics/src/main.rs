@@ -11,6 +11,7 @@ async fn main() -> anyhow::Result<()> {
     let telemetry = docket_telemetry::init("docket-metrics", settings.common.log_format)?;
 
     let verifier = settings.common.auth.verifier_or_exit();
+    docket_server::auth::reload_on_sighup(verifier.clone());
     let service = Service::prepare_with_verifier(settings, verifier).await?;
     let served = service.serve(docket_server::shutdown::signal()).await;
     telemetry.shutdown().await;
