@@ -188,8 +188,29 @@ where
     }
 }
 
+/// Waits until the service on `addr` reports SERVING, which it does once its migrations ran.
+pub async fn wait_until_serving(addr: SocketAddr) {
+    let serving = eventually(Duration::from_secs(30), || async move {
+        let channel = Channel::from_shared(format!("http://{addr}")).ok()?.connect().await.ok()?;
+        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+        let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+        let status = health.check(request).await.ok()?.into_inner().status;
+        (status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32).then_some(())
+    })
+    .await;
+    assert!(serving.is_some(), "the service on {addr} did not report SERVING within 30 s");
+}
+
 async fn until_stopped(stop: oneshot::Receiver<()>) {
     let _ = stop.await;
+}
+
+/// Starts the audit service without waiting for it to report SERVING.
+pub async fn start_audit_without_waiting(db: &TestDb) -> Running {
+    let settings = docket_audit::Settings::try_parse_from(common_args(db, "docket-audit")).expect("audit settings parse");
+    let service = docket_audit::Service::prepare(settings).await.expect("audit service starts");
+    let addr = service.local_addr();
+    spawn(addr, |stop| service.serve(until_stopped(stop)))
 }
 
 /// Starts the audit service on its own database.
@@ -197,7 +218,9 @@ pub async fn start_audit(db: &TestDb) -> Running {
     let settings = docket_audit::Settings::try_parse_from(common_args(db, "docket-audit")).expect("audit settings parse");
     let service = docket_audit::Service::prepare(settings).await.expect("audit service starts");
     let addr = service.local_addr();
-    spawn(addr, |stop| service.serve(until_stopped(stop)))
+    let running = spawn(addr, |stop| service.serve(until_stopped(stop)));
+    wait_until_serving(addr).await;
+    running
 }
 
 /// Starts the metrics service on its own database.
@@ -205,7 +228,9 @@ pub async fn start_metrics(db: &TestDb) -> Running {
     let settings = docket_metrics::Settings::try_parse_from(common_args(db, "docket-metrics")).expect("metrics settings parse");
     let service = docket_metrics::Service::prepare(settings).await.expect("metrics service starts");
     let addr = service.local_addr();
-    spawn(addr, |stop| service.serve(until_stopped(stop)))
+    let running = spawn(addr, |stop| service.serve(until_stopped(stop)));
+    wait_until_serving(addr).await;
+    running
 }
 
 /// Starts the ticket service on its own database, relaying to the given audit and metrics addresses.
@@ -222,7 +247,9 @@ pub async fn start_ticket_with(db: &TestDb, audit: SocketAddr, metrics: SocketAd
     let settings = docket_ticket::Settings::try_parse_from(args).expect("ticket settings parse");
     let service = docket_ticket::Service::prepare(settings).await.expect("ticket service starts");
     let addr = service.local_addr();
-    spawn(addr, |stop| service.serve(until_stopped(stop)))
+    let running = spawn(addr, |stop| service.serve(until_stopped(stop)));
+    wait_until_serving(addr).await;
+    running
 }
 
 /// Opens a channel that sends no token, for tests that set the `authorization` header

@@ -20,3 +20,23 @@ async fn suite_starts_and_reports_serving() {
         let _ = &mut health;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_without_database_reports_not_serving() {
+    // Nothing listens on port 1 of 127.0.0.1, so the database never accepts connections.
+    let db = docket_tests::TestDb {
+        name: "docket_test_unreachable".to_owned(),
+        url: "postgres://postgres@127.0.0.1:1/docket_test_unreachable".to_owned(),
+    };
+    let audit = docket_tests::start_audit_without_waiting(&db).await;
+    let channel = tonic::transport::Channel::from_shared(audit.endpoint()).unwrap().connect().await.unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+
+    for _ in 0..5 {
+        let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+        let status = health.check(request).await.expect("health answers without a database").into_inner().status;
+        assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::NotServing as i32);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    audit.stop().await;
+}

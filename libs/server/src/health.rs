@@ -50,3 +50,48 @@ pub async fn follow_database(
     reporter.set_service_status("", ServingStatus::NotServing).await;
     reporter.set_service_status(service_name, ServingStatus::NotServing).await;
 }
+
+/// Sets the overall status and `service_name` to NOT_SERVING, for use before the server starts.
+pub async fn mark_not_serving(reporter: &HealthReporter, service_name: &'static str) {
+    reporter.set_service_status("", ServingStatus::NotServing).await;
+    reporter.set_service_status(service_name, ServingStatus::NotServing).await;
+}
+
+/// Longest pause between two attempts to prepare the database.
+const MAX_PREPARE_DELAY: Duration = Duration::from_secs(10);
+
+/// Prepares the database with `prepare` (creation and migrations), retrying with a doubling
+/// pause of at most 10 s until it succeeds or `stop` fires, then follows the database as
+/// [`follow_database`] does. Health stays NOT_SERVING until the preparation succeeded, and
+/// `ready` fires once it did, so work that needs the schema can start.
+pub async fn prepare_then_follow<F, Fut>(
+    reporter: HealthReporter,
+    pool: Pool,
+    service_name: &'static str,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut prepare: F,
+    ready: tokio::sync::oneshot::Sender<()>,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<usize, docket_db::DbError>>,
+{
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match prepare().await {
+            Ok(applied) => {
+                tracing::info!(service = service_name, applied, "database ready, migrations applied");
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(service = service_name, %error, retry_in_ms = delay.as_millis() as u64, "database not ready, retrying");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.changed() => return,
+        }
+        delay = (delay * 2).min(MAX_PREPARE_DELAY);
+    }
+    let _ = ready.send(());
+    follow_database(reporter, pool, service_name, stop).await;
+}

@@ -57,9 +57,6 @@ impl Service {
     /// Like [`Service::prepare`], with a verifier already built from `settings.common.auth`.
     pub async fn prepare_with_verifier(settings: Settings, verifier: Arc<Verifier>) -> Result<Service, Error> {
         let url = settings.common.database_url.clone();
-        docket_db::ensure_database(&url).await?;
-        let applied = docket_db::run_migrations(&url, MIGRATIONS, MIGRATION_LOCK_KEY).await?;
-        tracing::info!(applied, "metrics database migrated");
 
         let pool = docket_db::connect(&url, &settings.common.pool_options());
         let address = settings.common.listen_addr.unwrap_or(DEFAULT_ADDR);
@@ -81,7 +78,24 @@ impl Service {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), Error> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let health_task = tokio::spawn(health::follow_database(reporter, self.pool.clone(), SERVICE_NAME, stop_rx));
+        health::mark_not_serving(&reporter, SERVICE_NAME).await;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let url = self.settings.common.database_url.clone();
+        let health_task = tokio::spawn(health::prepare_then_follow(
+            reporter,
+            self.pool.clone(),
+            SERVICE_NAME,
+            stop_rx,
+            move || {
+                let url = url.clone();
+                async move {
+                    docket_db::ensure_database(&url).await?;
+                    docket_db::run_migrations(&url, MIGRATIONS, MIGRATION_LOCK_KEY).await
+                }
+            },
+            ready_tx,
+        ));
+        drop(ready_rx);
         let (reflection_v1, reflection_v1alpha) = server_grpc::reflection(SERVICE_NAME);
 
         let metrics = grpc::MetricsApi::new(self.pool.clone());

@@ -134,9 +134,6 @@ impl Service {
     pub async fn prepare_with_verifier(settings: Settings, verifier: Arc<Verifier>) -> Result<Service, Error> {
         let credentials = Arc::new(service_credentials(&settings)?);
         let url = settings.common.database_url.clone();
-        docket_db::ensure_database(&url).await?;
-        let applied = docket_db::run_migrations(&url, MIGRATIONS, MIGRATION_LOCK_KEY).await?;
-        tracing::info!(applied, "ticket database migrated");
 
         let audit = docket_server::outgoing::channel(&settings.audit_addr).map_err(|error| {
             Error::Config {
@@ -183,11 +180,22 @@ impl Service {
     ) -> Result<(), Error> {
         let (reporter, health_service) = tonic_health::server::health_reporter();
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let health_task = tokio::spawn(health::follow_database(
+        health::mark_not_serving(&reporter, SERVICE_NAME).await;
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let url = self.settings.common.database_url.clone();
+        let health_task = tokio::spawn(health::prepare_then_follow(
             reporter,
             self.pool.clone(),
             SERVICE_NAME,
             stop_rx.clone(),
+            move || {
+                let url = url.clone();
+                async move {
+                    docket_db::ensure_database(&url).await?;
+                    docket_db::run_migrations(&url, MIGRATIONS, MIGRATION_LOCK_KEY).await
+                }
+            },
+            ready_tx,
         ));
         let (reflection_v1, reflection_v1alpha) = server_grpc::reflection(SERVICE_NAME);
 
@@ -197,15 +205,17 @@ impl Service {
             poll_interval: self.settings.relay_poll_interval,
             max_backoff: self.settings.relay_max_backoff,
         };
-        let relay_tasks = relay::spawn(
-            self.pool.clone(),
-            self.audit,
-            self.metrics,
-            relay_settings,
-            self.credentials.clone(),
-            wake.clone(),
-            stop_rx.clone(),
-        );
+        // The relay reads the outbox, so it starts once the migrations have run.
+        let relay_start = (self.pool.clone(), self.audit, self.metrics, self.credentials.clone(), wake.clone(), stop_rx.clone());
+        let relay_task = tokio::spawn(async move {
+            if ready_rx.await.is_err() {
+                return;
+            }
+            let (pool, audit, metrics, credentials, wake, stop) = relay_start;
+            for task in relay::spawn(pool, audit, metrics, relay_settings, credentials, wake, stop) {
+                let _ = task.await;
+            }
+        });
 
         let store = storage::Store::new(self.pool.clone(), wake);
         let auth = AuthLayer::new(self.verifier.clone()).on_denied(Arc::new(grpc::DenialLog::new(store.clone())));
@@ -232,9 +242,7 @@ impl Service {
         ).await;
         let _ = stop_tx.send(true);
         let _ = health_task.await;
-        for task in relay_tasks {
-            let _ = task.await;
-        }
+        let _ = relay_task.await;
         tracing::info!("ticket service stopped");
         served.map_err(Error::Serve)
     }
