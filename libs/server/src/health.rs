@@ -57,7 +57,7 @@ pub async fn mark_not_serving(reporter: &HealthReporter, service_name: &'static 
     reporter.set_service_status(service_name, ServingStatus::NotServing).await;
 }
 
-/// Longest pause between two attempts to prepare the database.
+/// Maximum pause between two attempts to prepare the database.
 const MAX_PREPARE_DELAY: Duration = Duration::from_secs(10);
 
 /// Prepares the database with `prepare` (creation and migrations), retrying with a doubling
