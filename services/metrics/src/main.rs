@@ -1,13 +1,8 @@
-use clap::Parser;
 use docket_metrics::{Service, Settings};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let settings = Settings::try_parse().unwrap_or_else(|error| {
-        let code = if error.use_stderr() { docket_server::EXIT_CONFIG } else { 0 };
-        let _ = error.print();
-        std::process::exit(code);
-    });
+    let settings: Settings = docket_server::settings::parse_or_exit();
     let telemetry = docket_telemetry::init("docket-metrics", settings.common.log_format)?;
 
     let verifier = settings.common.auth.verifier_or_exit();
