@@ -36,7 +36,8 @@ start() {
 }
 
 start audit 50052
-start metrics 50053
+start metrics 50053 --audit-addr 127.0.0.1:50052 \
+  --service-signing-key "$keys/docket-metrics.pem" --service-key-id docket-metrics
 start ticket 50051 --audit-addr 127.0.0.1:50052 --metrics-addr 127.0.0.1:50053 \
   --service-signing-key "$keys/docket-ticket.pem" --service-key-id docket-ticket
 

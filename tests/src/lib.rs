@@ -98,10 +98,12 @@ pub const TEST_USER: &str = "alice";
 /// Signing keys made once per test process, with their public keys in one directory that
 /// every service verifies tokens with.
 pub struct TestKeys {
-    /// Directory of the public keys: `users.pem` and `docket-ticket.pem`.
+    /// Directory of the public keys: `users.pem`, `docket-ticket.pem` and `docket-metrics.pem`.
     pub public_dir: PathBuf,
-    /// The ticket service's private key, for --service-signing-key.
+    /// The ticket service's private key, for its --service-signing-key.
     pub service_key: PathBuf,
+    /// The metrics service's private key, for its --service-signing-key.
+    pub metrics_service_key: PathBuf,
     /// The test users' key pair in PEM form, for tests that sign hand-made claims.
     pub users_public_pem: String,
     pub users_private_pem: String,
@@ -126,9 +128,16 @@ pub fn keys() -> &'static TestKeys {
         let service_key = dir.path().join("ticket-service.pem");
         std::fs::write(&service_key, &service.private_pem).expect("write the ticket service private key");
 
+        let metrics_service = docket_auth::generate_ed25519_keypair().expect("generate the metrics service key pair");
+        std::fs::write(public_dir.join(format!("{}.pem", docket_metrics::SERVICE_SUBJECT)), &metrics_service.public_pem)
+            .expect("write the metrics service public key");
+        let metrics_service_key = dir.path().join("metrics-service.pem");
+        std::fs::write(&metrics_service_key, &metrics_service.private_pem).expect("write the metrics service private key");
+
         TestKeys {
             public_dir,
             service_key,
+            metrics_service_key,
             users_public_pem: users.public_pem.clone(),
             users_private_pem: users.private_pem.clone(),
             users: Signer::from_pem(users.private_pem.as_bytes(), USERS_KEY_ID, ISSUER, AUDIENCE).expect("users signer"),
@@ -154,12 +163,16 @@ fn bearer(token: &str) -> http::HeaderValue {
 }
 
 fn common_args(db: &TestDb, binary: &str) -> Vec<String> {
+    common_args_at(db, binary, "127.0.0.1:0".parse().expect("a valid socket address"))
+}
+
+fn common_args_at(db: &TestDb, binary: &str, listen: SocketAddr) -> Vec<String> {
     vec![
         binary.to_owned(),
         "--jwt-keys-dir".into(),
         keys().public_dir.display().to_string(),
         "--listen-addr".into(),
-        "127.0.0.1:0".into(),
+        listen.to_string(),
         "--database-url".into(),
         db.url.clone(),
         "--db-max-connections".into(),
@@ -215,7 +228,12 @@ pub async fn start_audit_without_waiting(db: &TestDb) -> Running {
 
 /// Starts the audit service on its own database.
 pub async fn start_audit(db: &TestDb) -> Running {
-    let settings = docket_audit::Settings::try_parse_from(common_args(db, "docket-audit")).expect("audit settings parse");
+    start_audit_at(db, "127.0.0.1:0".parse().expect("a valid socket address")).await
+}
+
+/// Starts the audit service on `addr`, for a test that lets a peer wait for it there.
+pub async fn start_audit_at(db: &TestDb, addr: SocketAddr) -> Running {
+    let settings = docket_audit::Settings::try_parse_from(common_args_at(db, "docket-audit", addr)).expect("audit settings parse");
     let service = docket_audit::Service::prepare(settings).await.expect("audit service starts");
     let addr = service.local_addr();
     let running = spawn(addr, |stop| service.serve(until_stopped(stop)));
@@ -223,9 +241,13 @@ pub async fn start_audit(db: &TestDb) -> Running {
     running
 }
 
-/// Starts the metrics service on its own database.
-pub async fn start_metrics(db: &TestDb) -> Running {
-    let settings = docket_metrics::Settings::try_parse_from(common_args(db, "docket-metrics")).expect("metrics settings parse");
+/// Starts the metrics service on its own database, sending the records of denied calls to
+/// the audit service at `audit`.
+pub async fn start_metrics(db: &TestDb, audit: SocketAddr) -> Running {
+    let mut args = common_args(db, "docket-metrics");
+    args.extend(["--audit-addr".into(), audit.to_string()]);
+    args.extend(["--service-signing-key".into(), keys().metrics_service_key.display().to_string()]);
+    let settings = docket_metrics::Settings::try_parse_from(args).expect("metrics settings parse");
     let service = docket_metrics::Service::prepare(settings).await.expect("metrics service starts");
     let addr = service.local_addr();
     let running = spawn(addr, |stop| service.serve(until_stopped(stop)));
@@ -250,6 +272,13 @@ pub async fn start_ticket_with(db: &TestDb, audit: SocketAddr, metrics: SocketAd
     let running = spawn(addr, |stop| service.serve(until_stopped(stop)));
     wait_until_serving(addr).await;
     running
+}
+
+/// Returns an address of 127.0.0.1 where nothing listens, for a peer that a test leaves
+/// down. The port was free a moment ago; nothing in the tests binds it on purpose.
+pub fn unused_addr() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("reserve a port");
+    listener.local_addr().expect("a bound listener has an address")
 }
 
 /// Opens a channel that sends no token, for tests that set the `authorization` header
@@ -372,7 +401,7 @@ impl Suite {
         let audit_db = TestDb::create("audit");
         let metrics_db = TestDb::create("metrics");
         let audit = start_audit(&audit_db).await;
-        let metrics = start_metrics(&metrics_db).await;
+        let metrics = start_metrics(&metrics_db, audit.addr).await;
         let ticket = start_ticket(&ticket_db, audit.addr, metrics.addr).await;
         Suite {
             ticket_db,

@@ -437,3 +437,75 @@ async fn denied_audit_call_is_recorded_in_ledger() {
     let report = admin.verify_ledger(VerifyLedgerRequest::default()).await.expect("verify").into_inner();
     assert!(report.intact, "the ledger stays intact: {}", report.problem);
 }
+
+/// Counts the denials that the metrics service still has to append to the audit ledger.
+async fn pending_metrics_denials(db: &TestDb) -> i64 {
+    let mut conn = db.superuser_conn().await;
+    let rows: Vec<Count> = diesel::sql_query("SELECT count(*) AS count FROM denial_outbox").load(&mut conn).await.expect("count the denial outbox");
+    rows[0].count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn denied_metrics_call_is_recorded_in_ledger() {
+    let suite = Suite::start().await;
+    let mut victor = docket_tests::metrics_client_as(suite.metrics.addr, "victor", &[Role::Analyst]).await;
+    let status = victor.record_events(RecordEventsRequest::default()).await.expect_err("only services may record events");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let records = denial_records(&suite, "metrics.access_denied", "victor").await;
+    assert_eq!(records.len(), 1, "one ledger record of the denied call");
+    assert_eq!(records[0].resource_id, "/docket.metrics.v1.MetricsService/RecordEvents");
+    assert!(reason(&records[0]).starts_with("RecordEvents denied: permission denied"), "{}", reason(&records[0]));
+    let canonical: Value = serde_json::from_slice(&records[0].canonical).expect("canonical bytes are JSON");
+    assert_eq!(canonical["actor"]["kind"], "human");
+    assert_eq!(canonical["actor"]["relayed_by"], "docket-metrics", "the forwarding service is named");
+    assert_eq!(canonical["source_service"], "docket-metrics");
+
+    let drained = docket_tests::eventually(Duration::from_secs(10), || async {
+        (pending_metrics_denials(&suite.metrics_db).await == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "a delivered denial leaves the denial outbox");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_denial_waits_for_audit() {
+    let audit_addr = docket_tests::unused_addr();
+    let metrics_db = TestDb::create("metrics");
+    let metrics = docket_tests::start_metrics(&metrics_db, audit_addr).await;
+    let mut victor = docket_tests::metrics_client_as(metrics.addr, "victor", &[Role::Analyst]).await;
+    let status = victor.record_events(RecordEventsRequest::default()).await.expect_err("only services may record events");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    let retried = docket_tests::eventually(Duration::from_secs(10), || async {
+        let mut conn = metrics_db.superuser_conn().await;
+        let rows: Vec<Count> = diesel::sql_query("SELECT count(*) AS count FROM denial_outbox WHERE attempts > 0")
+            .load(&mut conn)
+            .await
+            .expect("count failed denials");
+        (rows[0].count == 1).then_some(())
+    })
+    .await;
+    assert!(retried.is_some(), "the denial stays stored, with its failed attempts counted, while audit is down");
+
+    let audit_db = TestDb::create("audit");
+    let audit = docket_tests::start_audit_at(&audit_db, audit_addr).await;
+    let admin = docket_tests::audit_client(audit.addr).await;
+    let records = docket_tests::eventually(Duration::from_secs(40), || {
+        let mut admin = admin.clone();
+        let request = ListRecordsRequest { action: "metrics.access_denied".to_owned(), ..Default::default() };
+        async move {
+            let records = admin.list_records(request).await.ok()?.into_inner().records;
+            (!records.is_empty()).then_some(records)
+        }
+    })
+    .await
+    .expect("the stored denial reaches the ledger once audit is up");
+    assert_eq!(records.len(), 1, "the denial is appended once");
+    assert_eq!(records[0].actor, "victor");
+    let drained = docket_tests::eventually(Duration::from_secs(10), || async {
+        (pending_metrics_denials(&metrics_db).await == 0).then_some(())
+    })
+    .await;
+    assert!(drained.is_some(), "the delivered denial leaves the denial outbox");
+}

@@ -10,7 +10,7 @@ use docket_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
 use docket_proto::metrics::v1::{
     DurationStats, GetResponseMetricsRequest, GroupBy, MetricsGroup, Population, RecordEventsRequest, RecordEventsResponse,
 };
-use docket_tests::{Running, TestDb, metrics_client, start_metrics};
+use docket_tests::{Running, TestDb, metrics_client, start_metrics, unused_addr};
 use prost_types::Timestamp;
 use tonic::Code;
 use docket_tests::AuthChannel as Channel;
@@ -152,7 +152,7 @@ struct Harness {
 impl Harness {
     async fn start() -> Harness {
         let db = TestDb::create("metrics");
-        let service = start_metrics(&db).await;
+        let service = start_metrics(&db, unused_addr()).await;
         let client = metrics_client(service.addr).await;
         Harness {
             db,

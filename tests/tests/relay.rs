@@ -2,10 +2,8 @@
 //! projection once, in version order per ticket, including after a sink was down.
 
 use std::collections::HashSet;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use clap::Parser;
 use diesel::QueryableByName;
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
@@ -15,8 +13,8 @@ use docket_proto::metrics::v1::GetResponseMetricsRequest;
 use docket_proto::ticket::v1::ticket_service_client::TicketServiceClient;
 use docket_proto::ticket::v1::*;
 use docket_tests::{
-    Suite, TestDb, audit_client, eventually, metrics_client, start_metrics, start_ticket_with,
-    ticket_client,
+    Suite, TestDb, audit_client, eventually, metrics_client, start_audit_at, start_metrics, start_ticket_with,
+    ticket_client, unused_addr,
 };
 use docket_tests::AuthChannel as Channel;
 
@@ -182,33 +180,6 @@ async fn metrics_reflect_final_state() {
     assert_eq!(group.ttc.as_ref().map(|stats| stats.count), Some(1));
 }
 
-/// Starts the audit service on a given address, as a replacement that comes up late.
-async fn start_audit_on(db: &TestDb, addr: SocketAddr) -> tokio::sync::oneshot::Sender<()> {
-    let keys_dir = docket_tests::keys().public_dir.display().to_string();
-    let args = [
-        "docket-audit",
-        "--jwt-keys-dir",
-        &keys_dir,
-        "--listen-addr",
-        &addr.to_string(),
-        "--database-url",
-        &db.url,
-        "--db-max-connections",
-        "8",
-        "--shutdown-grace",
-        "2s",
-    ];
-    let settings = docket_audit::Settings::try_parse_from(args).expect("audit settings parse");
-    let service = docket_audit::Service::prepare(settings)
-        .await
-        .expect("audit service starts");
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(service.serve(async move {
-        let _ = stop_rx.await;
-    }));
-    stop_tx
-}
-
 #[derive(QueryableByName)]
 struct Count {
     #[diesel(sql_type = BigInt)]
@@ -226,12 +197,9 @@ async fn count(db: &TestDb, sql: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_wait_for_audit_and_arrive_once() {
-    let audit_addr = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("reserve a port");
-        listener.local_addr().unwrap()
-    };
+    let audit_addr = unused_addr();
     let metrics_db = TestDb::create("metrics");
-    let metrics = start_metrics(&metrics_db).await;
+    let metrics = start_metrics(&metrics_db, audit_addr).await;
     let ticket_db = TestDb::create("ticket");
     let ticket = start_ticket_with(
         &ticket_db,
@@ -277,7 +245,7 @@ async fn events_wait_for_audit_and_arrive_once() {
     );
 
     let audit_db = TestDb::create("audit");
-    let _audit = start_audit_on(&audit_db, audit_addr).await;
+    let _audit = start_audit_at(&audit_db, audit_addr).await;
     let audit = audit_client(audit_addr).await;
     let mut seen = HashSet::new();
     for (ticket_id, event_ids) in &expected {

@@ -1,10 +1,64 @@
 //! The one place where a service opens channels to other services and signs its calls.
 
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use clap::Args;
 use docket_auth::{MintError, Role, Signer};
 use tonic::transport::{Channel, Endpoint};
+
+use crate::AuthSettings;
+
+/// The key a service signs its own calls to other services with.
+#[derive(Clone, Debug, Args)]
+pub struct SigningSettings {
+    /// Ed25519 private key (PKCS#8 PEM) that signs this service's tokens for its calls to
+    /// other services. Their key directories must hold the public key under
+    /// --service-key-id.
+    #[arg(long, env = "DOCKET_SERVICE_SIGNING_KEY", value_name = "FILE")]
+    pub service_signing_key: PathBuf,
+
+    /// Key id (`kid`) written into this service's tokens: the file stem of its public key in
+    /// the other services' key directories. Defaults to the service's subject, for example
+    /// docket-ticket.
+    #[arg(long, env = "DOCKET_SERVICE_KEY_ID", value_name = "KID")]
+    pub service_key_id: Option<String>,
+}
+
+/// Reasons the signing key cannot be loaded. Each one stops the service at start.
+#[derive(Debug, thiserror::Error)]
+pub enum SigningKeyError {
+    #[error("invalid setting --service-signing-key: cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+
+    #[error("invalid setting --service-signing-key: {path}: {reason}; create a key with `docket token keygen`")]
+    Parse { path: PathBuf, reason: String },
+}
+
+impl SigningSettings {
+    /// Reads the signing key and returns the credentials of `subject`, whose tokens carry the
+    /// issuer and audience that the other services verify.
+    pub fn credentials(&self, subject: &str, auth: &AuthSettings) -> Result<ServiceCredentials, SigningKeyError> {
+        let path = &self.service_signing_key;
+        let pem = std::fs::read(path).map_err(|source| SigningKeyError::Read { path: path.clone(), source })?;
+        let kid = self.service_key_id.clone().unwrap_or_else(|| subject.to_owned());
+        let signer = Signer::from_pem(&pem, kid, auth.jwt_issuer.clone(), auth.jwt_audience.clone())
+            .map_err(|error| SigningKeyError::Parse { path: path.clone(), reason: error.to_string() })?;
+        Ok(ServiceCredentials::new(signer, subject))
+    }
+}
+
+/// Checks that a peer address is a host and port or a URL that a channel can be built
+/// for, as a clap value parser.
+pub fn parse_peer_address(text: &str) -> Result<String, String> {
+    let uri = if text.contains("://") { text.to_owned() } else { format!("http://{text}") };
+    match Endpoint::from_shared(uri) {
+        Ok(endpoint) if endpoint.uri().port_u16().is_some() => Ok(text.to_owned()),
+        Ok(_) => Err(format!("address {text:?} has no port; write host:port, for example 127.0.0.1:50052")),
+        Err(error) => Err(format!("invalid address {text:?}: {error}; write host:port, for example 127.0.0.1:50052")),
+    }
+}
 
 /// Lifetime of a service token. Short, because nothing revokes a token before it expires.
 pub const SERVICE_TOKEN_TTL: Duration = Duration::from_secs(5 * 60);

@@ -35,6 +35,12 @@ pub enum Error {
     #[error(transparent)]
     AuthConfig(#[from] docket_server::auth::AuthConfigError),
 
+    #[error(transparent)]
+    SigningKey(#[from] docket_server::outgoing::SigningKeyError),
+
+    #[error("invalid setting {setting}: {reason}")]
+    Config { setting: &'static str, reason: String },
+
     #[error("gRPC server failed: {0}")]
     Serve(tonic::transport::Error),
 }

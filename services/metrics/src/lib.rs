@@ -1,5 +1,6 @@
 //! The metrics service: metrics projection and response-time queries.
 
+mod denials;
 mod domain;
 mod error;
 mod grpc;
@@ -11,6 +12,7 @@ use std::sync::Arc;
 
 use docket_auth::Verifier;
 use docket_server::auth::AuthLayer;
+use docket_server::outgoing::{ServiceCredentials, SigningSettings, parse_peer_address};
 
 use docket_proto::metrics::v1::metrics_service_server::MetricsServiceServer;
 use docket_server::{CommonSettings, grpc as server_grpc, health};
@@ -30,12 +32,22 @@ pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Ad
 /// Fully qualified gRPC service name, as reported by gRPC health.
 pub const SERVICE_NAME: &str = "docket.metrics.v1.MetricsService";
 
+/// Subject of the tokens the metrics service signs for its calls to audit.
+pub const SERVICE_SUBJECT: &str = "docket-metrics";
+
 /// Settings of the metrics service.
 #[derive(clap::Parser, Clone, Debug)]
 #[command(name = "docket-metrics", version, about = "Docket metrics service: metrics projection and response-time queries")]
 pub struct Settings {
     #[command(flatten)]
     pub common: CommonSettings,
+
+    /// Address of the audit service that receives the record of every denied call.
+    #[arg(long, env = "DOCKET_AUDIT_ADDR", value_parser = parse_peer_address, default_value = "127.0.0.1:50052")]
+    pub audit_addr: String,
+
+    #[command(flatten)]
+    pub signing: SigningSettings,
 }
 
 /// A metrics service whose database is migrated and whose socket is bound.
@@ -45,6 +57,8 @@ pub struct Service {
     incoming: TcpListenerStream,
     local_addr: SocketAddr,
     verifier: Arc<Verifier>,
+    audit: tonic::transport::Channel,
+    credentials: Arc<ServiceCredentials>,
 }
 
 impl Service {
@@ -56,6 +70,11 @@ impl Service {
 
     /// Like [`Service::prepare`], with a verifier already built from `settings.common.auth`.
     pub async fn prepare_with_verifier(settings: Settings, verifier: Arc<Verifier>) -> Result<Service, Error> {
+        let credentials = Arc::new(settings.signing.credentials(SERVICE_SUBJECT, &settings.common.auth)?);
+        let audit = docket_server::outgoing::channel(&settings.audit_addr).map_err(|error| Error::Config {
+            setting: "--audit-addr",
+            reason: format!("{:?} is not a valid address: {error}", settings.audit_addr),
+        })?;
         let url = settings.common.database_url.clone();
 
         let pool = docket_db::connect(&url, &settings.common.pool_options());
@@ -67,6 +86,8 @@ impl Service {
             incoming,
             local_addr,
             verifier,
+            audit,
+            credentials,
         })
     }
 
@@ -85,7 +106,7 @@ impl Service {
             reporter,
             self.pool.clone(),
             SERVICE_NAME,
-            stop_rx,
+            stop_rx.clone(),
             move || {
                 let url = url.clone();
                 async move {
@@ -95,13 +116,20 @@ impl Service {
             },
             ready_tx,
         ));
-        drop(ready_rx);
+        // The forwarder reads the denial outbox, so it starts once the migrations have run.
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let forwarder_start = (self.pool.clone(), self.audit, self.credentials, wake.clone(), stop_rx);
+        let forwarder_task = tokio::spawn(async move {
+            if ready_rx.await.is_err() {
+                return;
+            }
+            let (pool, audit, credentials, wake, stop) = forwarder_start;
+            denials::forward(pool, audit, credentials, wake, stop).await;
+        });
         let (reflection_v1, reflection_v1alpha) = server_grpc::reflection(SERVICE_NAME);
 
         let metrics = grpc::MetricsApi::new(self.pool.clone());
-        // NOTE: a denied call is only logged (a warning with the subject and the RPC, by the
-        // auth layer). Unlike the ticket and audit services, metrics keeps no audit record of it.
-        let auth = AuthLayer::new(self.verifier.clone());
+        let auth = AuthLayer::new(self.verifier.clone()).on_denied(Arc::new(denials::DenialOutbox::new(self.pool.clone(), wake)));
         let router = server_grpc::server_builder_with(&self.settings.common.grpc)
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -118,6 +146,7 @@ impl Service {
         let served = server_grpc::serve_with_grace(router, self.incoming, shutdown, self.settings.common.shutdown_grace, &stop_tx).await;
         let _ = stop_tx.send(true);
         let _ = health_task.await;
+        let _ = forwarder_task.await;
         tracing::info!("metrics service stopped");
         served.map_err(Error::Serve)
     }

@@ -56,6 +56,9 @@ pub enum Error {
     #[error(transparent)]
     AuthConfig(#[from] docket_server::auth::AuthConfigError),
 
+    #[error(transparent)]
+    SigningKey(#[from] docket_server::outgoing::SigningKeyError),
+
     #[error("invalid setting {setting}: {reason}")]
     Config {
         setting: &'static str,

@@ -10,13 +10,12 @@ mod storage;
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use docket_auth::{Signer, Verifier};
+use docket_auth::Verifier;
 use docket_server::auth::AuthLayer;
-use docket_server::outgoing::ServiceCredentials;
+use docket_server::outgoing::{ServiceCredentials, SigningSettings, parse_peer_address};
 
 use docket_proto::ticket::v1::ticket_service_server::TicketServiceServer;
 use docket_server::{CommonSettings, grpc as server_grpc, health};
@@ -72,16 +71,8 @@ pub struct Settings {
     #[arg(long, env = "DOCKET_RELAY_MAX_BACKOFF", default_value = "30s", value_parser = parse_positive_duration)]
     pub relay_max_backoff: Duration,
 
-    /// Ed25519 private key (PKCS#8 PEM) that signs this service's tokens for its calls to
-    /// audit and metrics. Their key directories must hold the public key under
-    /// --service-key-id.
-    #[arg(long, env = "DOCKET_SERVICE_SIGNING_KEY", value_name = "FILE")]
-    pub service_signing_key: PathBuf,
-
-    /// Key id (`kid`) written into this service's tokens: the file stem of its public key in
-    /// the other services' key directories.
-    #[arg(long, env = "DOCKET_SERVICE_KEY_ID", default_value = SERVICE_SUBJECT)]
-    pub service_key_id: String,
+    #[command(flatten)]
+    pub signing: SigningSettings,
 }
 
 /// Parses a duration that must be longer than zero, so the relay never polls in a busy loop.
@@ -93,22 +84,6 @@ fn parse_positive_duration(text: &str) -> Result<Duration, String> {
         ));
     }
     Ok(duration)
-}
-
-/// Checks that a peer address is a host and port or a URL that a channel can be built for.
-fn parse_peer_address(text: &str) -> Result<String, String> {
-    let uri = if text.contains("://") {
-        text.to_owned()
-    } else {
-        format!("http://{text}")
-    };
-    tonic::transport::Endpoint::from_shared(uri)
-        .map(|_| text.to_owned())
-        .map_err(|error| {
-            format!(
-                "invalid address {text:?}: {error}; write host:port, for example 127.0.0.1:50052"
-            )
-        })
 }
 
 /// A ticket service whose database is migrated and whose socket is bound.
@@ -132,7 +107,7 @@ impl Service {
 
     /// Like [`Service::prepare`], with a verifier already built from `settings.common.auth`.
     pub async fn prepare_with_verifier(settings: Settings, verifier: Arc<Verifier>) -> Result<Service, Error> {
-        let credentials = Arc::new(service_credentials(&settings)?);
+        let credentials = Arc::new(settings.signing.credentials(SERVICE_SUBJECT, &settings.common.auth)?);
         let url = settings.common.database_url.clone();
 
         let audit = docket_server::outgoing::channel(&settings.audit_addr).map_err(|error| {
@@ -246,24 +221,4 @@ impl Service {
         tracing::info!("ticket service stopped");
         served.map_err(Error::Serve)
     }
-}
-
-/// Reads the signing key that the relay's tokens are signed with.
-fn service_credentials(settings: &Settings) -> Result<ServiceCredentials, Error> {
-    let path = &settings.service_signing_key;
-    let pem = std::fs::read(path).map_err(|error| Error::Config {
-        setting: "--service-signing-key",
-        reason: format!("cannot read {}: {error}", path.display()),
-    })?;
-    let signer = Signer::from_pem(
-        &pem,
-        settings.service_key_id.clone(),
-        settings.common.auth.jwt_issuer.clone(),
-        settings.common.auth.jwt_audience.clone(),
-    )
-    .map_err(|error| Error::Config {
-        setting: "--service-signing-key",
-        reason: format!("{}: {error}", path.display()),
-    })?;
-    Ok(ServiceCredentials::new(signer, SERVICE_SUBJECT))
 }

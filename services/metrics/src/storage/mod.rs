@@ -1,5 +1,6 @@
 //! The only place with SQL: the incident projection and the metric queries over it.
 
+pub mod denials;
 pub mod metrics;
 pub mod projection;
 mod schema;

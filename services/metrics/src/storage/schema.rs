@@ -12,3 +12,12 @@ diesel::table! {
         applied_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    denial_outbox (event_id) {
+        event_id -> Uuid,
+        event -> Bytea,
+        recorded_at -> Timestamptz,
+        attempts -> Int4,
+    }
+}
