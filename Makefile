@@ -22,7 +22,9 @@ run: release
 	scripts/run.sh
 
 # Tests need a PostgreSQL server; scripts/postgres.sh prints the one it found or started.
+# Some tests run the service binaries as child processes, so those are built first.
 test: clean-test-dbs python-env
+	$(CARGO) build --workspace --bins --locked
 	DOCKET_TEST_POSTGRES=$$(scripts/postgres.sh) $(CARGO) test --workspace --locked
 
 # Drops databases that earlier test runs left behind (they are named docket_test_*). A

@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 pub mod otlp;
+pub mod process;
 
 /// Server that the tests use; override with DOCKET_TEST_POSTGRES.
 pub const DEFAULT_POSTGRES: &str = "postgres://postgres@127.0.0.1:5432";
@@ -166,7 +167,7 @@ fn common_args(db: &TestDb, binary: &str) -> Vec<String> {
     common_args_at(db, binary, "127.0.0.1:0".parse().expect("a valid socket address"))
 }
 
-fn common_args_at(db: &TestDb, binary: &str, listen: SocketAddr) -> Vec<String> {
+pub(crate) fn common_args_at(db: &TestDb, binary: &str, listen: SocketAddr) -> Vec<String> {
     vec![
         binary.to_owned(),
         "--jwt-keys-dir".into(),
@@ -201,16 +202,19 @@ where
     }
 }
 
+/// Returns whether the service on `addr` reports SERVING for the empty service name, or
+/// `None` when it does not answer.
+pub async fn health_status(addr: SocketAddr) -> Option<bool> {
+    let channel = Channel::from_shared(format!("http://{addr}")).ok()?.connect().await.ok()?;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
+    let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
+    let status = health.check(request).await.ok()?.into_inner().status;
+    Some(status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+}
+
 /// Waits until the service on `addr` reports SERVING, which it does once its migrations ran.
 pub async fn wait_until_serving(addr: SocketAddr) {
-    let serving = eventually(Duration::from_secs(30), || async move {
-        let channel = Channel::from_shared(format!("http://{addr}")).ok()?.connect().await.ok()?;
-        let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-        let request = tonic_health::pb::HealthCheckRequest { service: String::new() };
-        let status = health.check(request).await.ok()?.into_inner().status;
-        (status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32).then_some(())
-    })
-    .await;
+    let serving = eventually(Duration::from_secs(30), || async move { health_status(addr).await.filter(|serving| *serving).map(|_| ()) }).await;
     assert!(serving.is_some(), "the service on {addr} did not report SERVING within 30 s");
 }
 
