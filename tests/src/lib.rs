@@ -17,6 +17,7 @@ use docket_proto::ticket::v1::ticket_service_client::TicketServiceClient;
 use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
+pub mod chaos;
 pub mod otlp;
 pub mod process;
 
