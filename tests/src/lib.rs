@@ -59,6 +59,8 @@ impl TestDb {
 /// A service running in this process; it stops when this value is dropped.
 pub struct Running {
     pub addr: SocketAddr,
+    /// Address of the service's Prometheus endpoint.
+    pub prometheus: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -175,6 +177,8 @@ pub(crate) fn common_args_at(db: &TestDb, binary: &str, listen: SocketAddr) -> V
         keys().public_dir.display().to_string(),
         "--listen-addr".into(),
         listen.to_string(),
+        "--prometheus-listen-addr".into(),
+        "127.0.0.1:0".into(),
         "--database-url".into(),
         db.url.clone(),
         "--db-max-connections".into(),
@@ -184,7 +188,7 @@ pub(crate) fn common_args_at(db: &TestDb, binary: &str, listen: SocketAddr) -> V
     ]
 }
 
-fn spawn<F, E>(addr: SocketAddr, serve: impl FnOnce(oneshot::Receiver<()>) -> F) -> Running
+fn spawn<F, E>(addr: SocketAddr, prometheus: SocketAddr, serve: impl FnOnce(oneshot::Receiver<()>) -> F) -> Running
 where
     F: Future<Output = Result<(), E>> + Send + 'static,
     E: std::fmt::Display,
@@ -198,6 +202,7 @@ where
     });
     Running {
         addr,
+        prometheus,
         stop: Some(stop_tx),
         task: Some(task),
     }
@@ -227,8 +232,8 @@ async fn until_stopped(stop: oneshot::Receiver<()>) {
 pub async fn start_audit_without_waiting(db: &TestDb) -> Running {
     let settings = docket_audit::Settings::try_parse_from(common_args(db, "docket-audit")).expect("audit settings parse");
     let service = docket_audit::Service::prepare(settings).await.expect("audit service starts");
-    let addr = service.local_addr();
-    spawn(addr, |stop| service.serve(until_stopped(stop)))
+    let (addr, prometheus) = (service.local_addr(), service.prometheus_addr());
+    spawn(addr, prometheus, |stop| service.serve(until_stopped(stop)))
 }
 
 /// Starts the audit service on its own database.
@@ -240,8 +245,8 @@ pub async fn start_audit(db: &TestDb) -> Running {
 pub async fn start_audit_at(db: &TestDb, addr: SocketAddr) -> Running {
     let settings = docket_audit::Settings::try_parse_from(common_args_at(db, "docket-audit", addr)).expect("audit settings parse");
     let service = docket_audit::Service::prepare(settings).await.expect("audit service starts");
-    let addr = service.local_addr();
-    let running = spawn(addr, |stop| service.serve(until_stopped(stop)));
+    let (addr, prometheus) = (service.local_addr(), service.prometheus_addr());
+    let running = spawn(addr, prometheus, |stop| service.serve(until_stopped(stop)));
     wait_until_serving(addr).await;
     running
 }
@@ -254,8 +259,8 @@ pub async fn start_metrics(db: &TestDb, audit: SocketAddr) -> Running {
     args.extend(["--service-signing-key".into(), keys().metrics_service_key.display().to_string()]);
     let settings = docket_metrics::Settings::try_parse_from(args).expect("metrics settings parse");
     let service = docket_metrics::Service::prepare(settings).await.expect("metrics service starts");
-    let addr = service.local_addr();
-    let running = spawn(addr, |stop| service.serve(until_stopped(stop)));
+    let (addr, prometheus) = (service.local_addr(), service.prometheus_addr());
+    let running = spawn(addr, prometheus, |stop| service.serve(until_stopped(stop)));
     wait_until_serving(addr).await;
     running
 }
@@ -273,8 +278,8 @@ pub async fn start_ticket_with(db: &TestDb, audit: SocketAddr, metrics: SocketAd
     args.extend(extra.iter().map(|flag| flag.to_string()));
     let settings = docket_ticket::Settings::try_parse_from(args).expect("ticket settings parse");
     let service = docket_ticket::Service::prepare(settings).await.expect("ticket service starts");
-    let addr = service.local_addr();
-    let running = spawn(addr, |stop| service.serve(until_stopped(stop)));
+    let (addr, prometheus) = (service.local_addr(), service.prometheus_addr());
+    let running = spawn(addr, prometheus, |stop| service.serve(until_stopped(stop)));
     wait_until_serving(addr).await;
     running
 }
@@ -435,6 +440,30 @@ where
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Fetches the Prometheus endpoint at `addr` and returns the text, using a plain HTTP/1.1
+/// request so the test reads exactly what a scraper reads.
+pub async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|error| panic!("connect to the metrics endpoint {addr}: {error}"));
+    let request = format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send the scrape request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read the scrape response");
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or_else(|| panic!("an HTTP response: {response}"));
+    assert!(head.starts_with("HTTP/1.1 200"), "the metrics endpoint answers 200: {head}");
+    body.to_owned()
+}
+
+/// Returns the value of the sample `series` (name and labels, as the text format writes
+/// them) in a scraped text, or `None` when it is absent.
+pub fn sample(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|line| {
+        let value = line.strip_prefix(series)?.strip_prefix(' ')?;
+        value.split_whitespace().next()?.parse().ok()
+    })
 }
 
 /// Path of a file under the repository's data/ folder.

@@ -35,6 +35,8 @@ pub fn binary_path(name: &str) -> PathBuf {
 /// kills the process.
 pub struct ServiceProcess {
     pub addr: SocketAddr,
+    /// Address of the process's Prometheus endpoint.
+    pub prometheus: SocketAddr,
     binary: &'static str,
     child: Child,
     log_path: PathBuf,
@@ -53,7 +55,10 @@ impl ServiceProcess {
 
         // Each default is a flag and its value; a flag that `extra` sets again is dropped,
         // because clap rejects a flag given twice.
-        let defaults = common_args_at(db, binary, addr);
+        let prometheus = crate::unused_addr();
+        let mut defaults = common_args_at(db, binary, addr);
+        let port_zero = defaults.iter().position(|argument| argument == "--prometheus-listen-addr").expect("the defaults set the metrics endpoint") + 1;
+        defaults[port_zero] = prometheus.to_string();
         let mut arguments = Vec::new();
         for pair in defaults[1..].chunks(2) {
             if !extra.contains(&pair[0]) {
@@ -72,7 +77,7 @@ impl ServiceProcess {
         }
         command.env("RUST_LOG", "info");
         let child = command.spawn().unwrap_or_else(|error| panic!("start {binary}: {error}"));
-        ServiceProcess { addr, binary, child, log_path, _log_dir: log_dir }
+        ServiceProcess { addr, prometheus, binary, child, log_path, _log_dir: log_dir }
     }
 
     /// Starts the audit service binary on a free port.

@@ -6,6 +6,7 @@ pub mod caller;
 pub mod grpc;
 pub mod health;
 pub mod outgoing;
+pub mod prometheus;
 pub mod settings;
 pub mod shutdown;
 

@@ -20,6 +20,11 @@ pub struct CommonSettings {
     #[arg(long, env = "DOCKET_LISTEN_ADDR")]
     pub listen_addr: Option<SocketAddr>,
 
+    /// Address of the HTTP endpoint that serves Prometheus metrics at /metrics. Defaults to
+    /// 127.0.0.1 with port 9101 (ticket), 9102 (audit) or 9103 (metrics).
+    #[arg(long, env = "DOCKET_PROMETHEUS_LISTEN_ADDR", value_name = "ADDR")]
+    pub prometheus_listen_addr: Option<SocketAddr>,
+
     /// PostgreSQL URL of this service's own database, for example
     /// postgres://postgres@127.0.0.1:5432/docket_ticket. The database is created when missing.
     #[arg(long, env = "DOCKET_DATABASE_URL", value_parser = parse_database_url)]

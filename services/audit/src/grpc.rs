@@ -23,11 +23,12 @@ use crate::storage;
 
 pub struct AuditApi {
     pool: docket_db::Pool,
+    counters: crate::monitoring::AuditMetrics,
 }
 
 impl AuditApi {
-    pub fn new(pool: docket_db::Pool) -> Self {
-        Self { pool }
+    pub fn new(pool: docket_db::Pool, counters: crate::monitoring::AuditMetrics) -> Self {
+        Self { pool, counters }
     }
 }
 
@@ -43,6 +44,8 @@ impl AuditService for AuditApi {
             let inputs = request.into_inner().events.into_iter().map(event_input).collect();
             let events = validate_batch(inputs).map_err(Error::from)?;
             let appended = storage::ledger::append(&self.pool, &events).await?;
+            self.counters.appended.inc_by(appended.appended as u64);
+            self.counters.already_present.inc_by(appended.already_present as u64);
             tracing::info!(
                 received = events.len(),
                 appended = appended.appended,

@@ -12,11 +12,12 @@ use crate::storage;
 
 pub struct MetricsApi {
     pool: docket_db::Pool,
+    counters: crate::monitoring::ProjectionMetrics,
 }
 
 impl MetricsApi {
-    pub fn new(pool: docket_db::Pool) -> Self {
-        Self { pool }
+    pub fn new(pool: docket_db::Pool, counters: crate::monitoring::ProjectionMetrics) -> Self {
+        Self { pool, counters }
     }
 }
 
@@ -35,6 +36,8 @@ impl MetricsService for MetricsApi {
 
         let batch = events::parse_events(&request.events)?;
         let outcome = storage::projection::record_events(&self.pool, &batch).await?;
+        self.counters.applied.inc_by(outcome.applied as u64);
+        self.counters.ignored.inc_by(outcome.ignored as u64);
         tracing::debug!(applied = outcome.applied, ignored = outcome.ignored, "recorded events");
 
         Ok(Response::new(proto::RecordEventsResponse {

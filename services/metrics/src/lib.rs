@@ -4,6 +4,7 @@ mod denials;
 mod domain;
 mod error;
 mod grpc;
+mod monitoring;
 mod storage;
 
 use std::future::Future;
@@ -28,6 +29,9 @@ const MIGRATION_LOCK_KEY: i64 = 0x646f_636b_6d65_7401;
 
 /// Default listen address of the metrics service.
 pub const DEFAULT_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 50053);
+
+/// Default address of the metrics service's Prometheus endpoint.
+pub const DEFAULT_PROMETHEUS_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9103);
 
 /// Fully qualified gRPC service name, as reported by gRPC health.
 pub const SERVICE_NAME: &str = "docket.metrics.v1.MetricsService";
@@ -56,6 +60,8 @@ pub struct Service {
     pool: docket_db::Pool,
     incoming: TcpListenerStream,
     local_addr: SocketAddr,
+    prometheus: tokio::net::TcpListener,
+    prometheus_addr: SocketAddr,
     verifier: Arc<Verifier>,
     audit: tonic::transport::Channel,
     credentials: Arc<ServiceCredentials>,
@@ -80,11 +86,18 @@ impl Service {
         let pool = docket_db::connect(&url, &settings.common.pool_options());
         let address = settings.common.listen_addr.unwrap_or(DEFAULT_ADDR);
         let (incoming, local_addr) = server_grpc::bind_with(address, &settings.common.grpc).await.map_err(|source| Error::Bind { address, source })?;
+        let prometheus_address = settings.common.prometheus_listen_addr.unwrap_or(DEFAULT_PROMETHEUS_ADDR);
+        let prometheus = docket_server::prometheus::bind(prometheus_address)
+            .await
+            .map_err(|source| Error::Bind { address: prometheus_address, source })?;
+        let prometheus_addr = prometheus.local_addr().map_err(|source| Error::Bind { address: prometheus_address, source })?;
         Ok(Service {
             settings,
             pool,
             incoming,
             local_addr,
+            prometheus,
+            prometheus_addr,
             verifier,
             audit,
             credentials,
@@ -93,6 +106,11 @@ impl Service {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Address of the HTTP endpoint that serves Prometheus metrics at /metrics.
+    pub fn prometheus_addr(&self) -> SocketAddr {
+        self.prometheus_addr
     }
 
     /// Serves until `shutdown` completes, then drains in-flight calls within the grace period.
@@ -128,24 +146,31 @@ impl Service {
         });
         let (reflection_v1, reflection_v1alpha) = server_grpc::reflection(SERVICE_NAME);
 
-        let metrics = grpc::MetricsApi::new(self.pool.clone());
+        let mut metrics_builder = docket_server::prometheus::MetricsBuilder::new();
+        metrics_builder.register_pool(self.pool.clone());
+        let rpc_metrics = docket_server::prometheus::RpcMetricsLayer::new(&mut metrics_builder);
+        let counters = monitoring::ProjectionMetrics::register(&mut metrics_builder, self.pool.clone());
+        let prometheus_task = tokio::spawn(docket_server::prometheus::serve(self.prometheus, metrics_builder.build(), stop_tx.subscribe()));
+
+        let metrics = grpc::MetricsApi::new(self.pool.clone(), counters);
         let auth = AuthLayer::new(self.verifier.clone()).on_denied(Arc::new(denials::DenialOutbox::new(self.pool.clone(), wake)));
         let router = server_grpc::server_builder_with(&self.settings.common.grpc)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(docket_telemetry::GrpcTraceLayer::new("metrics").wrap(
+            .add_service(docket_telemetry::GrpcTraceLayer::new("metrics").wrap(rpc_metrics.wrap(
                 auth.wrap(
                     MetricsServiceServer::new(metrics)
                         .max_decoding_message_size(self.settings.common.grpc.max_decoding_message_size)
                         .max_encoding_message_size(self.settings.common.grpc.max_encoding_message_size),
                 ),
-            ));
+            )));
 
         tracing::info!(address = %self.local_addr, "metrics service listening");
         let served = server_grpc::serve_with_grace(router, self.incoming, shutdown, self.settings.common.shutdown_grace, &stop_tx).await;
         let _ = stop_tx.send(true);
         let _ = health_task.await;
+        let _ = prometheus_task.await;
         let _ = forwarder_task.await;
         tracing::info!("metrics service stopped");
         served.map_err(Error::Serve)

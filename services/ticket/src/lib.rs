@@ -5,6 +5,7 @@ pub mod domain;
 mod error;
 mod events;
 mod grpc;
+mod monitoring;
 mod relay;
 mod storage;
 
@@ -33,6 +34,10 @@ const MIGRATION_LOCK_KEY: i64 = 0x646f_636b_7469_6301;
 /// Default listen address of the ticket service.
 pub const DEFAULT_ADDR: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 50051);
+
+/// Default address of the ticket service's Prometheus endpoint.
+pub const DEFAULT_PROMETHEUS_ADDR: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9101);
 
 /// Fully qualified gRPC service name, as reported by gRPC health.
 pub const SERVICE_NAME: &str = "docket.ticket.v1.TicketService";
@@ -92,6 +97,8 @@ pub struct Service {
     pool: docket_db::Pool,
     incoming: TcpListenerStream,
     local_addr: SocketAddr,
+    prometheus: tokio::net::TcpListener,
+    prometheus_addr: SocketAddr,
     audit: tonic::transport::Channel,
     metrics: tonic::transport::Channel,
     verifier: Arc<Verifier>,
@@ -132,11 +139,18 @@ impl Service {
         let (incoming, local_addr) = server_grpc::bind_with(address, &settings.common.grpc)
             .await
             .map_err(|source| Error::Bind { address, source })?;
+        let prometheus_address = settings.common.prometheus_listen_addr.unwrap_or(DEFAULT_PROMETHEUS_ADDR);
+        let prometheus = docket_server::prometheus::bind(prometheus_address)
+            .await
+            .map_err(|source| Error::Bind { address: prometheus_address, source })?;
+        let prometheus_addr = prometheus.local_addr().map_err(|source| Error::Bind { address: prometheus_address, source })?;
         Ok(Service {
             settings,
             pool,
             incoming,
             local_addr,
+            prometheus,
+            prometheus_addr,
             audit,
             metrics,
             verifier,
@@ -146,6 +160,11 @@ impl Service {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Address of the HTTP endpoint that serves Prometheus metrics at /metrics.
+    pub fn prometheus_addr(&self) -> SocketAddr {
+        self.prometheus_addr
     }
 
     /// Serves until `shutdown` completes, then drains in-flight calls within the grace period.
@@ -174,6 +193,12 @@ impl Service {
         ));
         let (reflection_v1, reflection_v1alpha) = server_grpc::reflection(SERVICE_NAME);
 
+        let mut metrics_builder = docket_server::prometheus::MetricsBuilder::new();
+        metrics_builder.register_pool(self.pool.clone());
+        let rpc_metrics = docket_server::prometheus::RpcMetricsLayer::new(&mut metrics_builder);
+        let relay_metrics = monitoring::RelayMetrics::register(&mut metrics_builder, self.pool.clone());
+        let prometheus_task = tokio::spawn(docket_server::prometheus::serve(self.prometheus, metrics_builder.build(), stop_rx.clone()));
+
         let wake = Arc::new(relay::Wake::default());
         let relay_settings = relay::RelaySettings {
             batch_size: i64::from(self.settings.relay_batch_size),
@@ -181,13 +206,19 @@ impl Service {
             max_backoff: self.settings.relay_max_backoff,
         };
         // The relay reads the outbox, so it starts once the migrations have run.
-        let relay_start = (self.pool.clone(), self.audit, self.metrics, self.credentials.clone(), wake.clone(), stop_rx.clone());
+        let relay = relay::Relay {
+            pool: self.pool.clone(),
+            settings: relay_settings,
+            credentials: self.credentials.clone(),
+            wake: wake.clone(),
+            metrics: relay_metrics,
+        };
+        let (audit, metrics, relay_stop) = (self.audit, self.metrics, stop_rx.clone());
         let relay_task = tokio::spawn(async move {
             if ready_rx.await.is_err() {
                 return;
             }
-            let (pool, audit, metrics, credentials, wake, stop) = relay_start;
-            for task in relay::spawn(pool, audit, metrics, relay_settings, credentials, wake, stop) {
+            for task in relay::spawn(relay, audit, metrics, relay_stop) {
                 let _ = task.await;
             }
         });
@@ -199,13 +230,13 @@ impl Service {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(docket_telemetry::GrpcTraceLayer::new("ticket").wrap(
+            .add_service(docket_telemetry::GrpcTraceLayer::new("ticket").wrap(rpc_metrics.wrap(
                 auth.wrap(
                     TicketServiceServer::new(ticket)
                         .max_decoding_message_size(self.settings.common.grpc.max_decoding_message_size)
                         .max_encoding_message_size(self.settings.common.grpc.max_encoding_message_size),
                 ),
-            ));
+            )));
 
         tracing::info!(address = %self.local_addr, "ticket service listening");
         let served = server_grpc::serve_with_grace(
@@ -218,6 +249,7 @@ impl Service {
         let _ = stop_tx.send(true);
         let _ = health_task.await;
         let _ = relay_task.await;
+        let _ = prometheus_task.await;
         tracing::info!("ticket service stopped");
         served.map_err(Error::Serve)
     }

@@ -19,6 +19,7 @@ use tracing::Instrument;
 use docket_server::outgoing::ServiceCredentials;
 
 use crate::events::SOURCE_SERVICE;
+use crate::monitoring::{RelayMetrics, SinkLabel};
 use crate::storage::outbox::{Delivery, PendingEvent, Sink, deliver_batch};
 
 /// Wakes the delivery loops right after a local commit, so an event does not wait for
@@ -109,51 +110,28 @@ fn decode(pending: &[PendingEvent]) -> Result<Vec<Event>, String> {
         .collect()
 }
 
-/// Starts both delivery loops; they run until `stop` turns true.
-pub fn spawn(
-    pool: docket_db::Pool,
-    audit: Channel,
-    metrics: Channel,
-    settings: RelaySettings,
-    credentials: Arc<ServiceCredentials>,
-    wake: Arc<Wake>,
-    stop: watch::Receiver<bool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let sinks = [
-        (
-            Sink::Audit,
-            SinkClient::Audit(AuditServiceClient::new(audit)),
-        ),
-        (
-            Sink::Metrics,
-            SinkClient::Metrics(MetricsServiceClient::new(metrics)),
-        ),
-    ];
-    sinks
-        .into_iter()
-        .map(|(sink, client)| {
-            tokio::spawn(run(
-                pool.clone(),
-                sink,
-                client,
-                settings.clone(),
-                credentials.clone(),
-                wake.clone(),
-                stop.clone(),
-            ))
-        })
-        .collect()
+/// What every delivery loop shares.
+#[derive(Clone)]
+pub struct Relay {
+    pub pool: docket_db::Pool,
+    pub settings: RelaySettings,
+    pub credentials: Arc<ServiceCredentials>,
+    pub wake: Arc<Wake>,
+    pub metrics: RelayMetrics,
 }
 
-async fn run(
-    pool: docket_db::Pool,
-    sink: Sink,
-    client: SinkClient,
-    settings: RelaySettings,
-    credentials: Arc<ServiceCredentials>,
-    wake: Arc<Wake>,
-    mut stop: watch::Receiver<bool>,
-) {
+/// Starts both delivery loops; they run until `stop` turns true.
+pub fn spawn(relay: Relay, audit: Channel, metrics: Channel, stop: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    let sinks = [
+        (Sink::Audit, SinkClient::Audit(AuditServiceClient::new(audit))),
+        (Sink::Metrics, SinkClient::Metrics(MetricsServiceClient::new(metrics))),
+    ];
+    sinks.into_iter().map(|(sink, client)| tokio::spawn(run(relay.clone(), sink, client, stop.clone()))).collect()
+}
+
+async fn run(relay: Relay, sink: Sink, client: SinkClient, mut stop: watch::Receiver<bool>) {
+    let Relay { pool, settings, credentials, wake, metrics: metrics_out } = relay;
+    let label = SinkLabel::of(sink);
     let backoff = ExponentialBuilder::new()
         .with_min_delay(MIN_BACKOFF)
         .with_max_delay(settings.max_backoff)
@@ -175,6 +153,7 @@ async fn run(
         let pause = match round {
             Ok(Delivery::Delivered(count)) => {
                 delays = backoff.build();
+                metrics_out.delivered.get_or_create(&label).inc_by(count as u64);
                 tracing::debug!(sink = sink.name(), count, "delivered events");
                 continue;
             }
@@ -196,6 +175,7 @@ async fn run(
                 attempt,
                 error,
             }) => {
+                metrics_out.failed_attempts.get_or_create(&label).inc();
                 let pause = next_delay(&mut delays, settings.max_backoff);
                 let ids: Vec<String> = event_ids.iter().map(ToString::to_string).collect();
                 tracing::warn!(

@@ -177,3 +177,25 @@ where
         }
     }
 }
+
+/// Pending events of one sink: how many, and the age of the oldest in seconds (0 when none).
+#[derive(QueryableByName, Clone, Copy, Debug, PartialEq)]
+pub struct Backlog {
+    #[diesel(sql_type = BigInt)]
+    pub pending: i64,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub oldest_age_seconds: f64,
+}
+
+/// Measures the backlog of `sink`, using the partial index on its pending rows.
+pub async fn backlog(pool: &docket_db::Pool, sink: Sink) -> Result<Backlog, Error> {
+    let mut conn = pool.get().await.map_err(docket_db::DbError::from)?;
+    let sql = format!(
+        "SELECT count(*) AS pending, \
+         COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_age_seconds \
+         FROM outbox WHERE {} IS NULL",
+        sink.column()
+    );
+    let backlog = diesel::sql_query(sql).get_result(&mut conn).await?;
+    Ok(backlog)
+}
