@@ -3,12 +3,13 @@
 CARGO ?= cargo
 RELEASE_BINS := -p docket-ticket -p docket-audit -p docket-metrics -p docket-cli
 
-.PHONY: help build release run bench test test-db clean-test-dbs lint python-env
+.PHONY: help build release run bench test test-db clean-test-dbs lint python-env chaos
 
 help:
 	@echo "make run    build release binaries and start the three services (Ctrl-C stops them)"
 	@echo "make test   start or check PostgreSQL, then build and run every unit and integration test"
 	@echo "make build  build the workspace in debug mode"
+	@echo "make chaos  run the crash, outage and tampering tests longer and print their table"
 	@echo "make bench  time the import of the whole VCDB file against release builds"
 	@echo "make python-env  create target/python-venv with the pinned packages of tests/interop"
 
@@ -26,6 +27,24 @@ run: release
 test: clean-test-dbs python-env
 	$(CARGO) build --workspace --bins --locked
 	DOCKET_TEST_POSTGRES=$$(scripts/postgres.sh) $(CARGO) test --workspace --locked
+
+# The fault-injection tests, with longer outages and load than `make test` gives them. Each
+# prints its row of the table: acknowledged changes, where they were found, lost, duplicated.
+CHAOS_LOAD_SECONDS ?= 20
+CHAOS_AUDIT_DOWN_SECONDS ?= 180
+CHAOS_TESTS := $(patsubst tests/tests/%.rs,--test %,$(wildcard tests/tests/chaos_*.rs))
+
+chaos: clean-test-dbs
+	$(CARGO) build --workspace --bins --locked
+	mkdir -p target/chaos
+	DOCKET_TEST_POSTGRES=$$(scripts/postgres.sh) DOCKET_CHAOS_LOAD_SECONDS=$(CHAOS_LOAD_SECONDS) \
+	DOCKET_CHAOS_AUDIT_DOWN_SECONDS=$(CHAOS_AUDIT_DOWN_SECONDS) \
+	$(CARGO) test --locked -p docket-tests $(CHAOS_TESTS) -- --nocapture --test-threads 1 \
+	  > target/chaos/output.log 2>&1; status=$$?; \
+	grep -E '^(test result|relay while)' target/chaos/output.log; \
+	grep -m1 '^scenario ' target/chaos/output.log; \
+	grep -E '^[a-z].* +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$$' target/chaos/output.log; \
+	echo "full output: target/chaos/output.log"; exit $$status
 
 # Drops databases that earlier test runs left behind (they are named docket_test_*). A
 # database with an open connection belongs to a test run still going and is kept.

@@ -31,6 +31,15 @@ pub fn binary_path(name: &str) -> PathBuf {
     path
 }
 
+/// What a service process is started with: the binary, its database, its gRPC address and
+/// the flags beyond the defaults every test service gets.
+pub struct ProcessArgs {
+    pub binary: &'static str,
+    pub db: TestDb,
+    pub addr: SocketAddr,
+    pub extra: Vec<String>,
+}
+
 /// A service binary running as a child process with its output in a log file. Dropping it
 /// kills the process.
 pub struct ServiceProcess {
@@ -48,6 +57,14 @@ impl ServiceProcess {
     /// `db` with the test keys, the arguments every test service gets, and `extra`. The
     /// child sees no DOCKET_* or OTEL_* variable of the test's environment.
     pub fn spawn(binary: &'static str, db: &TestDb, addr: SocketAddr, extra: &[String]) -> ServiceProcess {
+        ServiceProcess::spawn_with_env(ProcessArgs { binary, db: db.clone(), addr, extra: extra.to_vec() }, &[])
+    }
+
+    /// Like [`ServiceProcess::spawn`], with extra environment variables for the child.
+    pub fn spawn_with_env(args: ProcessArgs, env: &[(&str, &str)]) -> ServiceProcess {
+        let ProcessArgs { binary, db, addr, extra } = args;
+        let extra = extra.as_slice();
+        let db = &db;
         let log_dir = tempfile::tempdir().expect("create a log directory");
         let log_path = log_dir.path().join(format!("{binary}.log"));
         let log = std::fs::File::create(&log_path).expect("create the service log");
@@ -76,6 +93,7 @@ impl ServiceProcess {
             }
         }
         command.env("RUST_LOG", "info");
+        command.envs(env.iter().copied());
         let child = command.spawn().unwrap_or_else(|error| panic!("start {binary}: {error}"));
         ServiceProcess { addr, prometheus, binary, child, log_path, _log_dir: log_dir }
     }
@@ -98,6 +116,12 @@ impl ServiceProcess {
 
     /// Starts the ticket service binary on `addr`, relaying to `audit` and `metrics`.
     pub fn ticket(db: &TestDb, addr: SocketAddr, audit: SocketAddr, metrics: SocketAddr, extra: &[&str]) -> ServiceProcess {
+        ServiceProcess::spawn_with_env(ServiceProcess::ticket_args(db, addr, audit, metrics, extra), &[])
+    }
+
+    /// Returns the arguments of a ticket service binary on `addr`, relaying to `audit` and
+    /// `metrics`.
+    pub fn ticket_args(db: &TestDb, addr: SocketAddr, audit: SocketAddr, metrics: SocketAddr, extra: &[&str]) -> ProcessArgs {
         let mut arguments = vec![
             "--audit-addr".to_owned(),
             audit.to_string(),
@@ -107,7 +131,7 @@ impl ServiceProcess {
             keys().service_key.display().to_string(),
         ];
         arguments.extend(extra.iter().map(|flag| flag.to_string()));
-        ServiceProcess::spawn("docket-ticket", db, addr, &arguments)
+        ProcessArgs { binary: "docket-ticket", db: db.clone(), addr, extra: arguments }
     }
 
     pub fn pid(&self) -> u32 {

@@ -422,6 +422,59 @@ async fn triggers_reject_changes_even_for_superuser() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writer_role_may_only_read_and_append() {
+    let mut audit = start().await;
+    append(&mut audit.client, events(3)).await;
+    let mut conn = audit.db.superuser_conn().await;
+    let before = ledger_fingerprint(&mut conn).await;
+
+    // Even with the triggers switched off, the role's missing privileges stop each change.
+    let statements = [
+        "UPDATE ledger SET actor = 'mallory' WHERE seq = 2",
+        "DELETE FROM ledger WHERE seq = 3",
+        "TRUNCATE ledger",
+        "DELETE FROM ledger_head",
+        "TRUNCATE ledger_head",
+        "ALTER TABLE ledger DISABLE TRIGGER ledger_reject_update",
+    ];
+    for statement in statements {
+        let script = format!("SET ROLE {}; {statement}", docket_audit::WRITER_ROLE);
+        let error = conn.batch_execute(&script).await.expect_err(statement);
+        let message = error.to_string();
+        assert!(
+            message.contains("permission denied") || message.contains("must be owner"),
+            "{statement} as {}: {message}",
+            docket_audit::WRITER_ROLE
+        );
+        conn.batch_execute("RESET ROLE").await.expect("reset the role");
+    }
+    conn.batch_execute(&format!("SET ROLE {}", docket_audit::WRITER_ROLE)).await.expect("set the writer role");
+    let visible = ledger_count(&mut conn).await;
+    conn.batch_execute("RESET ROLE").await.expect("reset the role");
+    assert_eq!(visible, 3, "the writer role reads the ledger");
+    assert_eq!(ledger_fingerprint(&mut conn).await, before, "no statement changed the ledger");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_appends_as_writer_role() {
+    let mut audit = start().await;
+    append(&mut audit.client, events(1)).await;
+    let mut conn = audit.db.superuser_conn().await;
+
+    // Only the writer role loses INSERT, so an append that still worked would have run as
+    // another role.
+    conn.batch_execute(&format!("REVOKE INSERT ON ledger FROM {}", docket_audit::WRITER_ROLE)).await.expect("revoke INSERT");
+    let status = audit.client.append_events(AppendEventsRequest { events: events(2)[1..].to_vec() }).await.expect_err("the append needs INSERT");
+    assert_eq!(status.code(), Code::Internal, "{status:?}");
+    assert_eq!(ledger_count(&mut conn).await, 1, "the rejected append wrote nothing");
+
+    conn.batch_execute(&format!("GRANT INSERT ON ledger TO {}", docket_audit::WRITER_ROLE)).await.expect("grant INSERT again");
+    append(&mut audit.client, events(2)[1..].to_vec()).await;
+    assert_eq!(ledger_count(&mut conn).await, 2);
+    assert!(verify(&mut audit.client).await.intact, "the ledger stays intact");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn head_row_only_moves_to_last_record() {
     let mut audit = start().await;
     append(&mut audit.client, events(3)).await;

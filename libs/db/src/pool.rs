@@ -1,8 +1,9 @@
 use std::time::Duration;
 
-use diesel_async::AsyncPgConnection;
-use diesel_async::pooled_connection::AsyncDieselConnectionManager;
 use diesel_async::pooled_connection::bb8;
+use diesel_async::pooled_connection::{AsyncDieselConnectionManager, ManagerConfig};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use futures::FutureExt;
 
 use crate::DbError;
 
@@ -19,6 +20,9 @@ pub struct PoolOptions {
     pub max_connections: u32,
     /// How long a caller waits for a free connection before the call fails.
     pub acquire_timeout: Duration,
+    /// Role that every pooled connection switches to with `SET ROLE` right after it opens,
+    /// so the service works with that role's privileges rather than the login role's.
+    pub session_role: Option<String>,
 }
 
 impl Default for PoolOptions {
@@ -26,6 +30,7 @@ impl Default for PoolOptions {
         Self {
             max_connections: 16,
             acquire_timeout: Duration::from_secs(5),
+            session_role: None,
         }
     }
 }
@@ -33,12 +38,31 @@ impl Default for PoolOptions {
 /// Builds a pool without opening a connection yet, so a service can start while the
 /// database is still down and report NOT_SERVING until it accepts connections.
 pub fn connect(url: &str, options: &PoolOptions) -> Pool {
-    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new(url);
+    let mut config = ManagerConfig::<AsyncPgConnection>::default();
+    if let Some(role) = options.session_role.clone() {
+        config.custom_setup = Box::new(move |url| {
+            let statement = format!("SET ROLE {}", quote_identifier(&role));
+            async move {
+                let mut conn = AsyncPgConnection::establish(url).await?;
+                conn.batch_execute(&statement).await.map_err(|error| {
+                    diesel::ConnectionError::BadConnection(format!("{statement} failed: {error}; grant the login role membership in it"))
+                })?;
+                Ok(conn)
+            }
+            .boxed()
+        });
+    }
+    let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     bb8::Pool::builder()
         .max_size(options.max_connections)
         .connection_timeout(options.acquire_timeout)
         .test_on_check_out(true)
         .build_unchecked(manager)
+}
+
+/// Quotes a PostgreSQL identifier, doubling any embedded quote.
+fn quote_identifier(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
 }
 
 impl From<diesel_async::pooled_connection::bb8::RunError> for DbError {

@@ -60,6 +60,7 @@ impl CommonSettings {
         docket_db::PoolOptions {
             max_connections: self.db_max_connections,
             acquire_timeout: self.db_acquire_timeout,
+            session_role: None,
         }
     }
 }

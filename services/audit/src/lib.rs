@@ -40,6 +40,27 @@ pub const SERVICE_NAME: &str = "docket.audit.v1.AuditService";
 pub struct Settings {
     #[command(flatten)]
     pub common: CommonSettings,
+
+    /// Database role that the service's connections switch to with SET ROLE, whose
+    /// privileges on the ledger are SELECT and INSERT only. The migrations create it; the
+    /// login role must be a member of it (a superuser always is). An empty value keeps the
+    /// login role, for a login role that is already restricted.
+    #[arg(long, env = "DOCKET_DATABASE_ROLE", default_value = WRITER_ROLE, value_parser = parse_role)]
+    pub database_role: String,
+}
+
+/// Role that the migrations create and grant SELECT and INSERT on the ledger.
+pub const WRITER_ROLE: &str = "docket_audit_writer";
+
+/// Accepts an empty value or a plain PostgreSQL identifier.
+fn parse_role(text: &str) -> Result<String, String> {
+    let plain = text.len() <= 63
+        && text.chars().next().is_none_or(|first| first.is_ascii_lowercase() || first == '_')
+        && text.chars().all(|character| character.is_ascii_lowercase() || character.is_ascii_digit() || character == '_');
+    if !plain {
+        return Err(format!("{text:?} is not a plain role name; use lowercase letters, digits and _ (at most 63), for example {WRITER_ROLE}"));
+    }
+    Ok(text.to_owned())
 }
 
 /// An audit service whose database is migrated and whose socket is bound.
@@ -64,7 +85,9 @@ impl Service {
     pub async fn prepare_with_verifier(settings: Settings, verifier: Arc<Verifier>) -> Result<Service, Error> {
         let url = settings.common.database_url.clone();
 
-        let pool = docket_db::connect(&url, &settings.common.pool_options());
+        let mut pool_options = settings.common.pool_options();
+        pool_options.session_role = Some(settings.database_role.clone()).filter(|role| !role.is_empty());
+        let pool = docket_db::connect(&url, &pool_options);
         let address = settings.common.listen_addr.unwrap_or(DEFAULT_ADDR);
         let (incoming, local_addr) = server_grpc::bind_with(address, &settings.common.grpc).await.map_err(|source| Error::Bind { address, source })?;
         let prometheus_address = settings.common.prometheus_listen_addr.unwrap_or(DEFAULT_PROMETHEUS_ADDR);

@@ -53,6 +53,40 @@ pub struct RelaySettings {
     pub max_backoff: Duration,
 }
 
+/// Faults that the crash tests inject between sending a batch and marking it delivered.
+/// They exist only in builds with the `fault-injection` feature, which the tests crate
+/// enables, and are chosen at start by DOCKET_FAULT_RELAY: `duplicate-send` sends every
+/// batch twice, `exit-after-send` ends the process with code 86 right after the first
+/// successful send.
+mod fault {
+    #[cfg(feature = "fault-injection")]
+    fn chosen() -> &'static str {
+        static CHOSEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        CHOSEN.get_or_init(|| {
+            let chosen = std::env::var("DOCKET_FAULT_RELAY").unwrap_or_default();
+            if !chosen.is_empty() {
+                tracing::warn!(fault = %chosen, "relay fault injection is on; never run such a build in production");
+            }
+            chosen
+        })
+    }
+
+    pub fn duplicate_sends() -> bool {
+        #[cfg(feature = "fault-injection")]
+        return chosen() == "duplicate-send";
+        #[cfg(not(feature = "fault-injection"))]
+        false
+    }
+
+    pub fn exit_after_send() {
+        #[cfg(feature = "fault-injection")]
+        if chosen() == "exit-after-send" {
+            tracing::warn!("exiting after a send, before the batch is marked delivered");
+            std::process::exit(86);
+        }
+    }
+}
+
 /// Smallest delay after a failed delivery.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -146,7 +180,13 @@ async fn run(relay: Relay, sink: Sink, client: SinkClient, mut stop: watch::Rece
         let round = deliver_batch(&pool, sink, settings.batch_size, async move |pending| {
             let events = decode(&pending)?;
             let span = delivery_span(sink, &pending);
-            send_client.send(events, &send_credentials).instrument(span).await
+            let repeat = fault::duplicate_sends().then(|| events.clone());
+            send_client.clone().send(events, &send_credentials).instrument(span.clone()).await?;
+            if let Some(events) = repeat {
+                send_client.send(events, &send_credentials).instrument(span).await?;
+            }
+            fault::exit_after_send();
+            Ok(())
         })
         .await;
 
