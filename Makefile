@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RELEASE_BINS := -p docket-ticket -p docket-audit -p docket-metrics -p docket-cli
 
-.PHONY: help build release run bench test test-db clean-test-dbs lint python-env
+.PHONY: help build release run bench test test-db clean-test-dbs lint python-env chart-env chart-check
 
 help:
 	@echo "make run    build release binaries and start the three services (Ctrl-C stops them)"
@@ -11,6 +11,7 @@ help:
 	@echo "make build  build the workspace in debug mode"
 	@echo "make bench  time the import of the whole VCDB file against release builds"
 	@echo "make python-env  create target/python-venv with the pinned packages of tests/interop"
+	@echo "make chart-check  lint, render and validate the Helm chart in helm/docket (no cluster needed)"
 
 build:
 	$(CARGO) build --workspace --locked
@@ -22,7 +23,11 @@ run: release
 	scripts/run.sh
 
 # Tests need a PostgreSQL server; scripts/postgres.sh prints the one it found or started.
-test: clean-test-dbs python-env
+# The Helm chart test (tests/tests/helm_chart.rs) runs the service binaries, which `cargo
+# test` builds only for packages with integration tests, so `cargo build` makes them first.
+# --all-targets builds with the same features as `cargo test`, which then rebuilds nothing.
+test: clean-test-dbs python-env chart-check
+	$(CARGO) build --workspace --locked --all-targets
 	DOCKET_TEST_POSTGRES=$$(scripts/postgres.sh) $(CARGO) test --workspace --locked
 
 # Drops databases that earlier test runs left behind (they are named docket_test_*). A
@@ -50,3 +55,20 @@ $(PYTHON_VENV)/.installed: tests/interop/requirements.txt
 	$(PYTHON) -m venv $(PYTHON_VENV)
 	$(PYTHON_VENV)/bin/pip install --quiet --disable-pip-version-check --requirement tests/interop/requirements.txt
 	touch $@
+
+# Python virtual environment for the Helm chart checks in tests/chart: helm-python-sdk runs
+# Helm's own Go code in-process, so no helm binary is needed.
+CHART_VENV := target/chart-venv
+
+chart-env: $(CHART_VENV)/.installed
+
+$(CHART_VENV)/.installed: tests/chart/requirements.txt
+	$(PYTHON) -m venv $(CHART_VENV)
+	$(CHART_VENV)/bin/pip install --quiet --disable-pip-version-check --requirement tests/chart/requirements.txt
+	touch $@
+
+# Lints and renders the chart with its default values and each helm/docket/ci/*-values.yaml,
+# validates every manifest against the Kubernetes 1.29 and 1.33 schemas and checks that bad
+# values are rejected. tests/tests/helm_chart.rs starts the binaries with what it renders.
+chart-check: chart-env
+	$(CHART_VENV)/bin/python tests/chart/chart.py check
