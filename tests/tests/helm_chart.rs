@@ -61,7 +61,7 @@ fn binary_dir() -> PathBuf {
     exe.parent().and_then(Path::parent).expect("tests run from <target>/<profile>/deps").to_path_buf()
 }
 
-/// The test PostgreSQL server as `user@host:port`, from DOCKET_TEST_POSTGRES.
+/// Returns the user and the `host:port` of the test PostgreSQL server in DOCKET_TEST_POSTGRES.
 fn postgres_authority() -> (String, String) {
     let server = std::env::var("DOCKET_TEST_POSTGRES").unwrap_or_else(|_| docket_tests::DEFAULT_POSTGRES.to_owned());
     let authority = server
