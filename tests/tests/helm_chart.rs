@@ -47,7 +47,8 @@ const SERVICE_KEY_ID: &str = "chart-ticket-2026";
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// The Prometheus flag that each service is getting; see the NOTE in `prometheus_endpoint_serves_metrics`.
+/// Flag and variable of the Prometheus listen address, which the services gain in a separate
+/// change; see the NOTE in `prometheus_endpoint_serves_metrics`.
 const PROMETHEUS_FLAG: &str = "--prometheus-listen-addr";
 const PROMETHEUS_ENV: &str = "DOCKET_PROMETHEUS_LISTEN_ADDR";
 
@@ -55,7 +56,9 @@ fn repository_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
 }
 
-/// Directory of the built binaries: the parent of the `deps` directory this test runs from.
+/// Returns the directory of the built binaries: the parent of the `deps` directory this test
+/// runs from. NOTE: `cargo test` does not rebuild the service binaries, because their packages
+/// have no integration tests, so after a change run `make test`, which builds them first.
 fn binary_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test knows its own path");
     exe.parent().and_then(Path::parent).expect("tests run from <target>/<profile>/deps").to_path_buf()
