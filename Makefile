@@ -3,7 +3,7 @@
 CARGO ?= cargo
 RELEASE_BINS := -p docket-ticket -p docket-audit -p docket-metrics -p docket-cli
 
-.PHONY: help build release run bench test test-db clean-test-dbs lint python-env chaos
+.PHONY: help build release run bench test test-db clean-test-dbs lint python-env chart-env chart-check chaos
 
 help:
 	@echo "make run    build release binaries and start the three services (Ctrl-C stops them)"
@@ -12,6 +12,7 @@ help:
 	@echo "make chaos  run the crash, outage and tampering tests longer and print their table"
 	@echo "make bench  time the import of the whole VCDB file against release builds"
 	@echo "make python-env  create target/python-venv with the pinned packages of tests/interop"
+	@echo "make chart-check  lint, render and validate the Helm chart in helm/docket (no cluster needed)"
 
 build:
 	$(CARGO) build --workspace --locked
@@ -23,9 +24,12 @@ run: release
 	scripts/run.sh
 
 # Tests need a PostgreSQL server; scripts/postgres.sh prints the one it found or started.
-# Some tests run the service binaries as child processes, so those are built first.
-test: clean-test-dbs python-env
-	$(CARGO) build --workspace --bins --locked
+# Some tests run the service binaries as child processes (crashes, signals, the Helm chart),
+# and `cargo test` builds binaries only for packages with integration tests, so `cargo build`
+# makes them first. --all-targets builds with the same features as `cargo test`, which then
+# rebuilds nothing.
+test: clean-test-dbs python-env chart-check
+	$(CARGO) build --workspace --locked --all-targets
 	DOCKET_TEST_POSTGRES=$$(scripts/postgres.sh) $(CARGO) test --workspace --locked
 
 # The fault-injection tests, with longer outages and load than `make test` gives them. Each
@@ -35,7 +39,7 @@ CHAOS_AUDIT_DOWN_SECONDS ?= 180
 CHAOS_TESTS := $(patsubst tests/tests/%.rs,--test %,$(wildcard tests/tests/chaos_*.rs))
 
 chaos: clean-test-dbs
-	$(CARGO) build --workspace --bins --locked
+	$(CARGO) build --workspace --locked --all-targets
 	mkdir -p target/chaos
 	DOCKET_TEST_POSTGRES=$$(scripts/postgres.sh) DOCKET_CHAOS_LOAD_SECONDS=$(CHAOS_LOAD_SECONDS) \
 	DOCKET_CHAOS_AUDIT_DOWN_SECONDS=$(CHAOS_AUDIT_DOWN_SECONDS) \
@@ -71,3 +75,20 @@ $(PYTHON_VENV)/.installed: tests/interop/requirements.txt
 	$(PYTHON) -m venv $(PYTHON_VENV)
 	$(PYTHON_VENV)/bin/pip install --quiet --disable-pip-version-check --requirement tests/interop/requirements.txt
 	touch $@
+
+# Python virtual environment for the Helm chart checks in tests/chart: helm-python-sdk runs
+# Helm's own Go code in-process, so no helm binary is needed.
+CHART_VENV := target/chart-venv
+
+chart-env: $(CHART_VENV)/.installed
+
+$(CHART_VENV)/.installed: tests/chart/requirements.txt
+	$(PYTHON) -m venv $(CHART_VENV)
+	$(CHART_VENV)/bin/pip install --quiet --disable-pip-version-check --requirement tests/chart/requirements.txt
+	touch $@
+
+# Lints and renders the chart with its default values and each helm/docket/ci/*-values.yaml,
+# validates every manifest against the Kubernetes 1.29 and 1.33 schemas and checks that bad
+# values are rejected. tests/tests/helm_chart.rs starts the binaries with what it renders.
+chart-check: chart-env
+	$(CHART_VENV)/bin/python tests/chart/chart.py check

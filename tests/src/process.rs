@@ -1,6 +1,6 @@
 //! Service binaries run as child processes, for tests that signal, kill or restart a
 //! service. The binaries come from the same target directory as the test executable, so
-//! `cargo build --bins` must run first; `make test` does.
+//! `cargo build --workspace --all-targets` must run first; `make test` does.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -25,7 +25,7 @@ pub fn binary_path(name: &str) -> PathBuf {
     let path = directory.join(name);
     assert!(
         path.is_file(),
-        "{} is missing: build the service binaries first with `cargo build --bins` (make test does), or set DOCKET_TEST_BIN_DIR",
+        "{} is missing: build the service binaries first with `cargo build --workspace --all-targets` (make test does), or set DOCKET_TEST_BIN_DIR",
         path.display()
     );
     path
