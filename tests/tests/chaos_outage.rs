@@ -80,6 +80,12 @@ async fn audit_outage_backlog_drains_once() {
     assert_eq!(pending, changes.len() as f64, "every event waits for audit:\n{text}");
     let oldest = sample(&text, r#"docket_outbox_oldest_pending_age_seconds{sink="audit"}"#).expect("the age is exported");
     assert!(oldest >= 1.0, "the oldest event has waited since the outage began, age {oldest}");
+    let stuck = text
+        .lines()
+        .find(|line| line.starts_with(r#"docket_outbox_oldest_pending_attempts{sink="audit",event_id=""#))
+        .unwrap_or_else(|| panic!("the oldest pending event is named with its id:\n{text}"));
+    let stuck_attempts: f64 = stuck.rsplit(' ').next().and_then(|value| value.parse().ok()).expect("a sample value");
+    assert!(stuck_attempts >= 1.0, "the oldest pending event shows its failed attempts: {stuck}");
 
     // Doubling from the minimum to the maximum takes log2(max / min) steps, then one attempt
     // per maximum wait; a few more allow for the wake-ups of new commits.

@@ -178,22 +178,33 @@ where
     }
 }
 
-/// Pending events of one sink: how many, and the age of the oldest in seconds (0 when none).
-#[derive(QueryableByName, Clone, Copy, Debug, PartialEq)]
+/// Pending events of one sink: how many, and the oldest one's age, event id and failed
+/// attempts.
+#[derive(QueryableByName, Clone, Debug, PartialEq)]
 pub struct Backlog {
     #[diesel(sql_type = BigInt)]
     pub pending: i64,
+    /// Seconds since the oldest pending event was committed; 0 when none is pending.
     #[diesel(sql_type = diesel::sql_types::Double)]
     pub oldest_age_seconds: f64,
+    #[diesel(sql_type = diesel::sql_types::Nullable<Text>)]
+    pub oldest_event_id: Option<String>,
+    #[diesel(sql_type = Integer)]
+    pub oldest_attempts: i32,
 }
 
-/// Measures the backlog of `sink`, using the partial index on its pending rows.
+/// Measures the backlog of `sink`. The aggregate reads the partial index of the sink's
+/// pending rows, and the oldest row is then fetched by its primary key.
 pub async fn backlog(pool: &docket_db::Pool, sink: Sink) -> Result<Backlog, Error> {
     let mut conn = pool.get().await.map_err(docket_db::DbError::from)?;
     let sql = format!(
-        "SELECT count(*) AS pending, \
-         COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0)::float8 AS oldest_age_seconds \
-         FROM outbox WHERE {} IS NULL",
+        "WITH pending AS ( \
+             SELECT count(*) AS pending, min(created_at) AS oldest_at, min(id) AS oldest_id FROM outbox WHERE {} IS NULL \
+         ) \
+         SELECT pending.pending, \
+                COALESCE(EXTRACT(EPOCH FROM now() - pending.oldest_at), 0)::float8 AS oldest_age_seconds, \
+                oldest.event_id::text AS oldest_event_id, COALESCE(oldest.attempts, 0) AS oldest_attempts \
+         FROM pending LEFT JOIN outbox oldest ON oldest.id = pending.oldest_id",
         sink.column()
     );
     let backlog = diesel::sql_query(sql).get_result(&mut conn).await?;
