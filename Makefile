@@ -45,7 +45,8 @@ chaos: clean-test-dbs
 	DOCKET_CHAOS_AUDIT_DOWN_SECONDS=$(CHAOS_AUDIT_DOWN_SECONDS) \
 	$(CARGO) test --locked -p docket-tests $(CHAOS_TESTS) -- --nocapture --test-threads 1 \
 	  > target/chaos/output.log 2>&1; status=$$?; \
-	grep -E '^(test result|relay while)' target/chaos/output.log; \
+	grep -E '^test result' target/chaos/output.log; \
+	grep -oE 'relay while audit was down.*' target/chaos/output.log; \
 	grep -m1 '^scenario ' target/chaos/output.log; \
 	grep -E '^[a-z].* +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$$' target/chaos/output.log; \
 	echo "full output: target/chaos/output.log"; exit $$status
