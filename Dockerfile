@@ -11,9 +11,10 @@
 # NOTE: no Docker engine was available where this file was written, so it has never been
 # built. `make chart-check` checks that its binary paths, user and ports match the chart.
 
-# Build stage. Rust 1.95 is the toolchain the workspace is built and tested with; the locked
-# uuid 1.29 needs at least 1.89. Debian bookworm matches the runtime stage, so the glibc the
-# binaries link against is present.
+# Build stage. Rust 1.95 is the toolchain the workspace is built and tested with. It must not
+# be older than the workspace's rust-version in Cargo.toml (1.89, which the locked uuid 1.29
+# needs), and `make chart-check` checks that. Debian bookworm matches the runtime stage, so
+# the glibc the binaries link against is present.
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
 # The contracts are compiled by a Rust build script (protox), so no protoc is needed.

@@ -20,6 +20,7 @@ import argparse
 import json
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import helm_python as helm
@@ -29,10 +30,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "docket"
 DOCKERFILE = ROOT / "Dockerfile"
+CARGO_MANIFEST = ROOT / "Cargo.toml"
 RELEASE = "docket"
 NAMESPACE = "soc"
 KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
 COMPONENTS = ("ticket", "audit", "metrics")
+# Services that sign their own calls, each with a key under auth.serviceSigningKeys.
+SIGNERS = ("ticket", "metrics")
+# Calls between the services: caller, callee and the caller's flag with the callee's address.
+SERVICE_CALLS = (
+    ("ticket", "audit", "--audit-addr"),
+    ("ticket", "metrics", "--metrics-addr"),
+    ("metrics", "audit", "--audit-addr"),
+)
 HEALTH_NAMES = {
     "ticket": "docket.ticket.v1.TicketService",
     "audit": "docket.audit.v1.AuditService",
@@ -116,6 +126,14 @@ def selects(selector, labels):
     return all(labels.get(key) == value for key, value in selector.items())
 
 
+def peer_selects(peer, labels):
+    """Whether a NetworkPolicyPeer with a podSelector of matchLabels selects pods with `labels`
+    in the release's namespace. Peers of other forms select nothing here."""
+    if "podSelector" not in peer or "namespaceSelector" in peer:
+        return False
+    return selects(peer["podSelector"].get("matchLabels", {}), labels)
+
+
 def check_deployment(case, deployment, values):
     """Check one Deployment's selector, probes, security context and grace period."""
     name = resource_name(deployment)
@@ -131,7 +149,20 @@ def check_deployment(case, deployment, values):
         raise CheckFailed(f"{case}: {name}'s selector does not match its pod labels")
 
     grpc_port = named_port(container, "grpc")
-    named_port(container, "metrics")
+    metrics_port = named_port(container, "metrics")
+    args = container["args"]
+    if f"--prometheus-listen-addr=0.0.0.0:{metrics_port}" not in args:
+        raise CheckFailed(f"{case}: {name} does not serve Prometheus metrics on its metrics port {metrics_port}: {args}")
+    mounts = {mount["name"]: mount["mountPath"] for mount in container.get("volumeMounts", [])}
+    if component in SIGNERS:
+        key = values["auth"]["serviceSigningKeys"][component]
+        expected = [f"--service-signing-key={mounts.get('signing-key')}/{key['secretKey']}", f"--service-key-id={key['keyId']}"]
+        if any(flag not in args for flag in expected):
+            raise CheckFailed(f"{case}: {name} lacks {expected}: {args}")
+    elif "signing-key" in mounts:
+        raise CheckFailed(f"{case}: {name} mounts a signing key, but only {SIGNERS} sign their calls")
+    if component == "audit" and f"--database-role={values['audit']['settings']['databaseRole']}" not in args:
+        raise CheckFailed(f"{case}: {name} does not pass audit.settings.databaseRole as --database-role: {args}")
     for probe in ("startupProbe", "readinessProbe"):
         check = container[probe].get("grpc")
         if check is None:
@@ -178,6 +209,14 @@ def check_references(case, manifests, values):
             if named_port(container, port["targetPort"]) != port["port"]:
                 raise CheckFailed(f"{case}: {resource_name(service)} port {port['name']} differs from the container port")
 
+    for caller, callee, flag in SERVICE_CALLS:
+        args = container_of(find(manifests, "Deployment", f"{RELEASE}-{caller}")[0])["args"]
+        callee_service = find(manifests, "Service", f"{RELEASE}-{callee}")[0]
+        grpc_port = next(port["port"] for port in callee_service["spec"]["ports"] if port["name"] == "grpc")
+        expected = f"{flag}={RELEASE}-{callee}.{NAMESPACE}.svc:{grpc_port}"
+        if expected not in args:
+            raise CheckFailed(f"{case}: {caller} must call {callee} with {expected}: {args}")
+
     for autoscaler in find(manifests, "HorizontalPodAutoscaler"):
         target = autoscaler["spec"]["scaleTargetRef"]["name"]
         if not find(manifests, "Deployment", target):
@@ -209,8 +248,7 @@ def check_references(case, manifests, values):
     expected_external = {
         values["database"]["existingSecret"] or f"{RELEASE}-database",
         values["auth"]["verificationKeys"]["existingSecret"] or f"{RELEASE}-jwt-keys",
-        values["auth"]["serviceSigningKey"]["existingSecret"] or f"{RELEASE}-signing-key",
-    }
+    } | {values["auth"]["serviceSigningKeys"][signer]["existingSecret"] or f"{RELEASE}-{signer}-signing-key" for signer in SIGNERS}
     for deployment in deployments:
         pod = deployment["spec"]["template"]["spec"]
         references = [
@@ -241,14 +279,33 @@ def check_network_policies(case, manifests, values):
     deny = [p for p in policies if not p["spec"].get("ingress") and not p["spec"].get("egress")]
     if len(deny) != 1 or set(deny[0]["spec"]["policyTypes"]) != {"Ingress", "Egress"}:
         raise CheckFailed(f"{case}: expected one NetworkPolicy that denies all ingress and egress")
+    specs = {}
     for component in COMPONENTS:
         policy = find(manifests, "NetworkPolicy", f"{RELEASE}-{component}")
         if not policy:
             raise CheckFailed(f"{case}: no NetworkPolicy allows the traffic of {component}")
+        specs[component] = policy[0]["spec"]
         if component != "ticket":
-            grpc_rule = policy[0]["spec"]["ingress"][0]
+            grpc_rule = specs[component]["ingress"][0]
             if not grpc_rule.get("from"):
                 raise CheckFailed(f"{case}: the {component} API must accept calls only from named peers")
+    pod_labels = {
+        d["metadata"]["labels"]["app.kubernetes.io/component"]: d["spec"]["template"]["metadata"]["labels"]
+        for d in find(manifests, "Deployment")
+    }
+    for caller, callee, _flag in SERVICE_CALLS:
+        grpc_port = values[callee]["ports"]["grpc"]
+        egress = any(
+            any(port.get("port") == grpc_port for port in rule.get("ports", []))
+            and any(peer_selects(peer, pod_labels[callee]) for peer in rule.get("to", []))
+            for rule in specs[caller]["egress"]
+        )
+        if not egress:
+            raise CheckFailed(f"{case}: the NetworkPolicy of {caller} allows no egress to the {callee} pods on port {grpc_port}")
+        # A gRPC ingress rule without `from` admits any source.
+        sources = specs[callee]["ingress"][0].get("from")
+        if sources and not any(peer_selects(peer, pod_labels[caller]) for peer in sources):
+            raise CheckFailed(f"{case}: the NetworkPolicy of {callee} does not admit the {caller} pods to its gRPC port")
 
 
 def check_dockerfile(case, manifests, values):
@@ -268,6 +325,13 @@ def check_dockerfile(case, manifests, values):
                 raise CheckFailed(f"{case}: port {port['containerPort']} of {resource_name(deployment)} is missing from the Dockerfile's EXPOSE")
     if user is None or int(user.group(1)) != values["podSecurityContext"]["runAsUser"]:
         raise CheckFailed(f"{case}: the Dockerfile's USER differs from podSecurityContext.runAsUser")
+
+    minimum = tomllib.loads(CARGO_MANIFEST.read_text())["workspace"]["package"]["rust-version"]
+    toolchain = re.search(r"^FROM rust:(\d+)\.(\d+)", dockerfile, re.MULTILINE)
+    if toolchain is None:
+        raise CheckFailed("the Dockerfile's build stage is not FROM rust:MAJOR.MINOR-...")
+    if (int(toolchain.group(1)), int(toolchain.group(2))) < tuple(int(part) for part in minimum.split(".")[:2]):
+        raise CheckFailed(f"the Dockerfile builds with Rust {toolchain.group(1)}.{toolchain.group(2)}, older than the rust-version {minimum} in Cargo.toml")
 
 
 def value_paths(values, prefix=""):
@@ -308,10 +372,15 @@ BAD_VALUES = [
     ("duration without a unit", {"ticket": {"settings": {"relayMaxBackoff": "30"}}}, "relayMaxBackoff"),
     ("port out of range", {"audit": {"ports": {"grpc": 70000}}}, "maximum"),
     ("database URL of another scheme", {"database": {"urls": {"ticket": "mysql://db/x"}}}, "urls/ticket"),
+    ("database role that is no plain identifier", {"audit": {"settings": {"databaseRole": "Writer; DROP"}}}, "databaseRole"),
+    ("signing key of a service that signs nothing", {"auth": {"serviceSigningKeys": {"audit": {}}}}, "additional properties 'audit' not allowed"),
     ("grace period shorter than the drain", {"ticket": {"terminationGracePeriodSeconds": 20}}, "must be longer than ticket.settings.shutdownGraceSeconds"),
     ("existing and inline database Secret", {"database": {"existingSecret": "db", "urls": {"ticket": "postgres://h/t", "audit": "postgres://h/a", "metrics": "postgres://h/m"}}}, "database.existingSecret and database.urls are both set"),
     ("only some database URLs", {"database": {"urls": {"ticket": "postgres://h/t"}}}, "set all three URLs"),
     ("public keys without the ticket service's key", {"auth": {"verificationKeys": {"publicKeys": {"users": "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----\n"}}}}, 'has no key "docket-ticket"'),
+    ("public keys without the metrics service's key", {"auth": {"verificationKeys": {"publicKeys": {"docket-ticket": "-----BEGIN PUBLIC KEY-----\nx\n-----END PUBLIC KEY-----\n"}}}}, 'has no key "docket-metrics"'),
+    ("existing and inline metrics signing key", {"auth": {"serviceSigningKeys": {"metrics": {"existingSecret": "key", "privateKey": "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n"}}}}, "auth.serviceSigningKeys.metrics.existingSecret and auth.serviceSigningKeys.metrics.privateKey are both set"),
+    ("one key id for both signing keys", {"auth": {"serviceSigningKeys": {"metrics": {"keyId": "docket-ticket"}}}}, "give each service its own key pair and key id"),
     ("autoscaling minimum above maximum", {"audit": {"autoscaling": {"enabled": True, "minReplicas": 5, "maxReplicas": 3}}}, "minReplicas (5) is above maxReplicas (3)"),
     ("CPU autoscaling without a CPU request", {"metrics": {"resources": {"requests": {"cpu": None}}, "autoscaling": {"enabled": True}}}, "set metrics.resources.requests.cpu"),
     ("disruption budget with both bounds", {"ticket": {"replicas": 2, "podDisruptionBudget": {"enabled": True, "minAvailable": 1}}}, "sets both minAvailable and maxUnavailable"),

@@ -8,6 +8,9 @@
 //! free local ports, and volume mount paths to temporary directories that hold the rendered
 //! Secrets' files. A renamed flag stops the binary with exit code 64, and a renamed
 //! environment variable is missing from the binary's `--help`, so either fails this test.
+//! The calls between the services (relayed events, the metrics service's records of the
+//! calls it denied) and the Prometheus endpoints then show that the rendered addresses,
+//! ports and keys fit together.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -20,7 +23,7 @@ use base64::Engine;
 use docket_auth::{Role, Signer};
 use docket_proto::audit::v1::ListRecordsRequest;
 use docket_proto::audit::v1::audit_service_client::AuditServiceClient;
-use docket_proto::metrics::v1::GetResponseMetricsRequest;
+use docket_proto::metrics::v1::{GetResponseMetricsRequest, RecordEventsRequest};
 use docket_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
 use docket_proto::ticket::v1::ticket_service_client::TicketServiceClient;
 use docket_proto::ticket::v1::{Category, CreateTicketRequest, Severity};
@@ -43,14 +46,10 @@ const OTLP_COLLECTOR: &str = "otel-collector.observability.svc:4317";
 const ISSUER: &str = "https://idp.example.com/realms/soc";
 const AUDIENCE: &str = "docket-chart-test";
 const USERS_KEY_ID: &str = "chart-users";
-const SERVICE_KEY_ID: &str = "chart-ticket-2026";
+const TICKET_KEY_ID: &str = "chart-ticket-2026";
+const METRICS_KEY_ID: &str = "chart-metrics-2026";
 
 const WAIT: Duration = Duration::from_secs(60);
-
-/// Flag and variable of the Prometheus listen address, which the services gain in a separate
-/// change; see the NOTE in `prometheus_endpoint_serves_metrics`.
-const PROMETHEUS_FLAG: &str = "--prometheus-listen-addr";
-const PROMETHEUS_ENV: &str = "DOCKET_PROMETHEUS_LISTEN_ADDR";
 
 fn repository_path(relative: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
@@ -78,27 +77,27 @@ fn postgres_authority() -> (String, String) {
     }
 }
 
-/// Key pairs made for this test: one signs the test user's tokens, one the ticket service's.
+/// Key pairs made for this test: one signs the test user's tokens, the others the ticket
+/// and the metrics service's own calls.
 struct ChartKeys {
     users: Signer,
     users_public: String,
-    service_public: String,
-    service_private: String,
+    ticket: docket_auth::Ed25519KeyPair,
+    metrics: docket_auth::Ed25519KeyPair,
 }
 
 fn chart_keys() -> ChartKeys {
     let users = docket_auth::generate_ed25519_keypair().expect("generate the users key pair");
-    let service = docket_auth::generate_ed25519_keypair().expect("generate the ticket service key pair");
     ChartKeys {
         users: Signer::from_pem(users.private_pem.as_bytes(), USERS_KEY_ID, ISSUER, AUDIENCE).expect("users signer"),
         users_public: users.public_pem.clone(),
-        service_public: service.public_pem.clone(),
-        service_private: service.private_pem.clone(),
+        ticket: docket_auth::generate_ed25519_keypair().expect("generate the ticket service key pair"),
+        metrics: docket_auth::generate_ed25519_keypair().expect("generate the metrics service key pair"),
     }
 }
 
-/// Values for the render: Secrets created by the chart from values, OTLP on, JSON logs,
-/// and settings away from the binaries' defaults.
+/// Values for the render: Secrets created by the chart from values, OTLP and the
+/// ServiceMonitor on, JSON logs, and settings away from the binaries' defaults.
 fn chart_values(keys: &ChartKeys, user: &str) -> Value {
     let suffix = uuid::Uuid::new_v4().simple().to_string();
     let database_url = |component: &str| {
@@ -123,12 +122,20 @@ fn chart_values(keys: &ChartKeys, user: &str) -> Value {
         },
         "database": {"urls": {"ticket": database_url("ticket"), "audit": database_url("audit"), "metrics": database_url("metrics")}},
         "auth": {
-            "verificationKeys": {"publicKeys": {USERS_KEY_ID: keys.users_public, SERVICE_KEY_ID: keys.service_public}},
-            "serviceSigningKey": {"privateKey": keys.service_private, "keyId": SERVICE_KEY_ID, "secretKey": "relay-signing.pem"},
+            "verificationKeys": {"publicKeys": {
+                USERS_KEY_ID: keys.users_public,
+                TICKET_KEY_ID: keys.ticket.public_pem,
+                METRICS_KEY_ID: keys.metrics.public_pem,
+            }},
+            "serviceSigningKeys": {
+                "ticket": {"privateKey": keys.ticket.private_pem, "keyId": TICKET_KEY_ID, "secretKey": "relay-signing.pem"},
+                "metrics": {"privateKey": keys.metrics.private_pem, "keyId": METRICS_KEY_ID, "secretKey": "denials-signing.pem"},
+            },
         },
         "ticket": {"settings": ticket_settings, "extraEnv": extra_env, "terminationGracePeriodSeconds": 5},
         "audit": {"settings": service_settings, "extraEnv": extra_env, "terminationGracePeriodSeconds": 5},
         "metrics": {"settings": service_settings, "extraEnv": extra_env, "terminationGracePeriodSeconds": 5},
+        "serviceMonitor": {"enabled": true},
     })
 }
 
@@ -471,12 +478,12 @@ async fn wait_until_serving(process: &mut Process, port: u16, service: &str) {
     }
 }
 
-/// Sends `GET /metrics` over HTTP/1.1 and returns the status line and body.
-fn http_get_metrics(port: u16) -> String {
+/// Sends `GET path` over HTTP/1.1 to 127.0.0.1 and returns the whole response.
+fn http_get(port: u16, path: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|error| panic!("connect to 127.0.0.1:{port}: {error}"));
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("set a read timeout");
     stream
-        .write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n").as_bytes())
         .expect("send the request");
     let mut response = String::new();
     stream.read_to_string(&mut response).expect("read the response");
@@ -501,9 +508,6 @@ async fn chart_starts_services_that_reach_each_other() {
     for workload in &workloads {
         let help = help_text(&workload.binary);
         for (name, _) in workload.env.iter().filter(|(name, _)| name.starts_with("DOCKET_")) {
-            if name == PROMETHEUS_ENV && !help.contains(PROMETHEUS_FLAG) {
-                continue;
-            }
             assert!(
                 help.contains(&format!("[env: {name}=")),
                 "{} sets {name}, which {} does not read (its --help lists no such variable)",
@@ -541,8 +545,6 @@ async fn chart_starts_services_that_reach_each_other() {
         TcpStream::connect(("127.0.0.1", port)).unwrap_or_else(|error| panic!("{}: liveness TCP check fails: {error}", workload.deployment));
         println!("{}: {} SERVING on the probe port (container {}), liveness TCP check connects", workload.deployment, text(&readiness["service"]), readiness["port"]);
     }
-
-    prometheus_endpoint_serves_metrics(&workloads);
 
     let ticket = workloads.iter().find(|workload| workload.component == "ticket").expect("a ticket workload");
     let audit = workloads.iter().find(|workload| workload.component == "audit").expect("an audit workload");
@@ -590,6 +592,31 @@ async fn chart_starts_services_that_reach_each_other() {
     let projected = projected.unwrap_or_else(|| panic!("the ticket's event never reached the metrics projection\n{}", logs(&processes)));
     println!("metrics projection counts {projected} ticket(s)");
 
+    // The metrics service signs the record of a call it denied with its own key and sends it
+    // to the audit address the chart gave it, so a wrong address or key keeps it out of the
+    // ledger.
+    let analyst_token = keys.users.mint("chart-analyst", &[Role::Analyst], Duration::from_secs(600)).expect("mint a token");
+    let mut analyst_metrics = MetricsServiceClient::new(AuthChannel::with_token(grpc(metrics), &analyst_token).await);
+    let denied = analyst_metrics.record_events(RecordEventsRequest::default()).await.expect_err("only services may record events");
+    assert_eq!(denied.code(), tonic::Code::PermissionDenied, "RecordEvents by an analyst: {denied:?}");
+    let denials = eventually(WAIT, || {
+        let mut client = audit_client.clone();
+        async move {
+            let request = ListRecordsRequest { action: "metrics.access_denied".to_owned(), actor: "chart-analyst".to_owned(), page_size: 10, ..Default::default() };
+            let records = client.list_records(request).await.ok()?.into_inner().records;
+            (!records.is_empty()).then_some(records)
+        }
+    })
+    .await;
+    let denials = denials.unwrap_or_else(|| panic!("the metrics service's record of the denied call never reached the audit ledger\n{}", logs(&processes)));
+    assert_eq!(denials.len(), 1, "one ledger record of the one denied call");
+    assert_eq!(denials[0].resource_id, "/docket.metrics.v1.MetricsService/RecordEvents");
+    let canonical: Value = serde_json::from_slice(&denials[0].canonical).expect("canonical bytes are JSON");
+    assert_eq!(canonical["actor"]["relayed_by"], "docket-metrics", "the record names the metrics service as its sender");
+    println!("audit ledger holds the record of the call the metrics service denied");
+
+    prometheus_endpoints_serve_grpc_metrics(&manifests, &workloads);
+
     for service_name in ["docket-ticket", "docket-audit", "docket-metrics"] {
         let span = receiver.wait_for(|span| span.service_name == service_name, WAIT).await;
         assert!(span.is_some(), "no span from {service_name} reached the OTLP endpoint the chart configured\n{}", logs(&processes));
@@ -607,20 +634,43 @@ async fn chart_starts_services_that_reach_each_other() {
     println!("every log line of the three services is JSON");
 }
 
-/// Checks GET /metrics on each container's `metrics` port.
-///
-/// NOTE: the services gain --prometheus-listen-addr (DOCKET_PROMETHEUS_LISTEN_ADDR) in a
-/// parallel change. Until a binary's --help lists the flag, its Prometheus port is not
-/// checked here, and the chart's environment variable for it is ignored by the binary.
-fn prometheus_endpoint_serves_metrics(workloads: &[Workload]) {
-    for workload in workloads {
-        if !help_text(&workload.binary).contains(PROMETHEUS_FLAG) {
-            println!("{}: not checking the metrics port: {} --help lists no {PROMETHEUS_FLAG}", workload.deployment, workload.binary.display());
-            continue;
+/// Scrapes each Service that the ServiceMonitor selects, on the port and path of each of its
+/// endpoints, as Prometheus would. It runs after the gRPC calls, so every service has
+/// handled calls and reports `grpc_server_handled_total`.
+fn prometheus_endpoints_serve_grpc_metrics(manifests: &[Value], workloads: &[Workload]) {
+    let monitors = of_kind(manifests, "ServiceMonitor");
+    assert_eq!(monitors.len(), 1, "serviceMonitor.enabled renders one ServiceMonitor");
+    let monitor = monitors[0];
+    let services: Vec<&Value> = of_kind(manifests, "Service")
+        .into_iter()
+        .filter(|service| selects(&monitor["spec"]["selector"]["matchLabels"], &service["metadata"]["labels"]))
+        .collect();
+    assert_eq!(services.len(), 3, "the ServiceMonitor selects the Service of each service");
+
+    for endpoint in monitor["spec"]["endpoints"].as_array().expect("ServiceMonitor endpoints") {
+        let port_name = text(&endpoint["port"]);
+        let path = text(&endpoint["path"]);
+        for service in &services {
+            let service_name = text(&service["metadata"]["name"]);
+            let workload = workloads
+                .iter()
+                .find(|workload| workload.deployment == service_name)
+                .unwrap_or_else(|| panic!("no Deployment named like Service {service_name}"));
+            let service_port = service["spec"]["ports"]
+                .as_array()
+                .expect("Service ports")
+                .iter()
+                .find(|port| port["name"] == port_name)
+                .unwrap_or_else(|| panic!("Service {service_name} has no port named {port_name}, which the ServiceMonitor scrapes"));
+
+            let response = http_get(workload.local_port(&service_port["targetPort"]), path);
+            assert!(response.starts_with("HTTP/1.1 200"), "{service_name}: GET {path} on the {port_name} port answered {response}");
+            assert!(
+                response.contains("grpc_server_handled_total"),
+                "{service_name}: GET {path} on the {port_name} port has no grpc_server_handled_total:\n{response}"
+            );
+            println!("{service_name}: GET {path} on the {port_name} port answers 200 with grpc_server_handled_total");
         }
-        let response = http_get_metrics(workload.local_port(&json!("metrics")));
-        assert!(response.starts_with("HTTP/1.1 200"), "{}: GET /metrics on the metrics port answered {response}", workload.deployment);
-        println!("{}: GET /metrics on the metrics port answers 200", workload.deployment);
     }
 }
 

@@ -6,6 +6,15 @@ ticket audit metrics
 {{- end }}
 
 {{/*
+The services that sign their own calls to other services, each with its own key under
+auth.serviceSigningKeys: ticket relays events to audit and metrics, and metrics sends audit
+the records of the calls it denied.
+*/}}
+{{- define "docket.signers" -}}
+ticket metrics
+{{- end }}
+
+{{/*
 Chart name, or nameOverride, cut to 63 characters because label values allow no more.
 */}}
 {{- define "docket.name" -}}
@@ -129,8 +138,10 @@ values (or that the operator creates under the chart's name).
 {{- .Values.auth.verificationKeys.existingSecret | default (printf "%s-jwt-keys" (include "docket.fullname" .)) }}
 {{- end }}
 
+{{- /* Takes (dict "root" $ "component" NAME) for a component in docket.signers. */}}
 {{- define "docket.signingKeySecretName" -}}
-{{- .Values.auth.serviceSigningKey.existingSecret | default (printf "%s-signing-key" (include "docket.fullname" .)) }}
+{{- $key := index .root.Values.auth.serviceSigningKeys .component }}
+{{- $key.existingSecret | default (printf "%s-%s-signing-key" (include "docket.fullname" .root) .component) }}
 {{- end }}
 
 {{/*
@@ -145,8 +156,10 @@ Whether the chart creates each Secret: "true" or empty.
 {{- if and (not .Values.auth.verificationKeys.existingSecret) .Values.auth.verificationKeys.publicKeys }}true{{ end }}
 {{- end }}
 
+{{- /* Takes (dict "root" $ "component" NAME) for a component in docket.signers. */}}
 {{- define "docket.createsSigningKeySecret" -}}
-{{- if and (not .Values.auth.serviceSigningKey.existingSecret) .Values.auth.serviceSigningKey.privateKey }}true{{ end }}
+{{- $key := index .root.Values.auth.serviceSigningKeys .component }}
+{{- if and (not $key.existingSecret) $key.privateKey }}true{{ end }}
 {{- end }}
 
 {{/*
@@ -183,12 +196,21 @@ names the values and the fix. The templates that create resources include it onc
 {{- if and $keys.existingSecret $keys.publicKeys }}
 {{- fail "auth.verificationKeys.existingSecret and auth.verificationKeys.publicKeys are both set: put the keys in the existing Secret, or unset existingSecret" }}
 {{- end }}
-{{- $signing := .Values.auth.serviceSigningKey }}
-{{- if and $signing.existingSecret $signing.privateKey }}
-{{- fail "auth.serviceSigningKey.existingSecret and auth.serviceSigningKey.privateKey are both set: put the key in the existing Secret, or unset existingSecret" }}
+{{- $signing := .Values.auth.serviceSigningKeys }}
+{{- range $signer := splitList " " (include "docket.signers" .) }}
+{{- $key := index $signing $signer }}
+{{- if and $key.existingSecret $key.privateKey }}
+{{- fail (printf "auth.serviceSigningKeys.%s.existingSecret and auth.serviceSigningKeys.%s.privateKey are both set: put the key in the existing Secret, or unset existingSecret" $signer $signer) }}
 {{- end }}
-{{- if and $keys.publicKeys (not (hasKey $keys.publicKeys $signing.keyId)) }}
-{{- fail (printf "auth.verificationKeys.publicKeys has no key %q (auth.serviceSigningKey.keyId): add the ticket service's public key under that key id, or the audit and metrics services reject every event the ticket service relays" $signing.keyId) }}
+{{- end }}
+{{- if and $keys.publicKeys (not (hasKey $keys.publicKeys $signing.ticket.keyId)) }}
+{{- fail (printf "auth.verificationKeys.publicKeys has no key %q (auth.serviceSigningKeys.ticket.keyId): add the ticket service's public key under that key id, or the audit and metrics services reject every event the ticket service relays" $signing.ticket.keyId) }}
+{{- end }}
+{{- if and $keys.publicKeys (not (hasKey $keys.publicKeys $signing.metrics.keyId)) }}
+{{- fail (printf "auth.verificationKeys.publicKeys has no key %q (auth.serviceSigningKeys.metrics.keyId): add the metrics service's public key under that key id, or the audit service rejects the records of the calls the metrics service denied" $signing.metrics.keyId) }}
+{{- end }}
+{{- if eq $signing.ticket.keyId $signing.metrics.keyId }}
+{{- fail (printf "auth.serviceSigningKeys.ticket.keyId and auth.serviceSigningKeys.metrics.keyId are both %q, but a key directory holds one public key per key id: give each service its own key pair and key id" $signing.ticket.keyId) }}
 {{- end }}
 {{- range $component := splitList " " (include "docket.components" .) }}
 {{- $values := index $.Values $component }}
