@@ -997,3 +997,18 @@ async fn verify_streams_large_ledger() {
         .await
         .expect("drop the large test database");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_database_role_keeps_service_unready() {
+    let db = TestDb::create("audit");
+    let extra = ["--database-role".to_owned(), "docket_no_such_role".to_owned()];
+    let audit = docket_tests::process::ServiceProcess::spawn("docket-audit", &db, docket_tests::unused_addr(), &extra);
+
+    // Migrations run as the login role, then every pooled connection fails its SET ROLE.
+    let logged = docket_tests::eventually(std::time::Duration::from_secs(20), || async {
+        audit.log().contains(r#"SET ROLE "docket_no_such_role" failed"#).then_some(())
+    })
+    .await;
+    assert!(logged.is_some(), "the log names the failing SET ROLE:\n{}", audit.log());
+    assert_eq!(docket_tests::health_status(audit.addr).await, Some(false), "the service stays NOT_SERVING");
+}

@@ -45,7 +45,7 @@ pub fn connect(url: &str, options: &PoolOptions) -> Pool {
             async move {
                 let mut conn = AsyncPgConnection::establish(url).await?;
                 conn.batch_execute(&statement).await.map_err(|error| {
-                    diesel::ConnectionError::BadConnection(format!("{statement} failed: {error}; grant the login role membership in it"))
+                    diesel::ConnectionError::BadConnection(format!("{statement} failed: {error}; check that the role exists and that the login role is a member of it"))
                 })?;
                 Ok(conn)
             }
@@ -54,10 +54,39 @@ pub fn connect(url: &str, options: &PoolOptions) -> Pool {
     }
     let manager = AsyncDieselConnectionManager::<AsyncPgConnection>::new_with_config(url, config);
     bb8::Pool::builder()
+        .error_sink(Box::new(ConnectErrorLog::default()))
         .max_size(options.max_connections)
         .connection_timeout(options.acquire_timeout)
         .test_on_check_out(true)
         .build_unchecked(manager)
+}
+
+/// Minimum time between two logged connection failures of one pool.
+const CONNECT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Logs why the pool could not open a connection, which a caller waiting in `get` never
+/// sees, at most once per [`CONNECT_ERROR_LOG_INTERVAL`] with the count of failures since.
+#[derive(Clone, Debug, Default)]
+struct ConnectErrorLog {
+    state: std::sync::Arc<std::sync::Mutex<(Option<std::time::Instant>, u64)>>,
+}
+
+impl ::bb8::ErrorSink<diesel_async::pooled_connection::PoolError> for ConnectErrorLog {
+    fn sink(&self, error: diesel_async::pooled_connection::PoolError) {
+        let mut state = self.state.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (last_logged, failures) = &mut *state;
+        *failures += 1;
+        if last_logged.is_some_and(|at| at.elapsed() < CONNECT_ERROR_LOG_INTERVAL) {
+            return;
+        }
+        tracing::warn!(%error, failures = *failures, "cannot open a database connection");
+        *last_logged = Some(std::time::Instant::now());
+        *failures = 0;
+    }
+
+    fn boxed_clone(&self) -> Box<dyn ::bb8::ErrorSink<diesel_async::pooled_connection::PoolError>> {
+        Box::new(self.clone())
+    }
 }
 
 /// Quotes a PostgreSQL identifier, doubling any embedded quote.

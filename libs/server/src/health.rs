@@ -10,12 +10,10 @@ use tonic_health::ServingStatus;
 /// Interval between database probes.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Runs `SELECT 1` through the pool and reports whether it succeeded.
-pub async fn database_answers(pool: &Pool) -> bool {
-    let Ok(mut conn) = pool.get().await else {
-        return false;
-    };
-    diesel::sql_query("SELECT 1").execute(&mut *conn).await.is_ok()
+/// Runs `SELECT 1` through the pool, returning why it failed when it did.
+pub async fn probe_database(pool: &Pool) -> Result<(), String> {
+    let mut conn = pool.get().await.map_err(|error| docket_db::DbError::from(error).to_string())?;
+    diesel::sql_query("SELECT 1").execute(&mut *conn).await.map(|_| ()).map_err(|error| error.to_string())
 }
 
 /// Sets the overall status and `service_name` to SERVING or NOT_SERVING after each probe
@@ -28,15 +26,12 @@ pub async fn follow_database(
 ) {
     let mut last = None;
     loop {
-        let status = if database_answers(&pool).await {
-            ServingStatus::Serving
-        } else {
-            ServingStatus::NotServing
-        };
+        let probe = probe_database(&pool).await;
+        let status = if probe.is_ok() { ServingStatus::Serving } else { ServingStatus::NotServing };
         if last != Some(status) {
-            match status {
-                ServingStatus::Serving => tracing::info!(service = service_name, "database reachable, serving"),
-                _ => tracing::warn!(service = service_name, "database unreachable, not serving"),
+            match probe {
+                Ok(()) => tracing::info!(service = service_name, "database reachable, serving"),
+                Err(error) => tracing::warn!(service = service_name, %error, "database unreachable, not serving"),
             }
             reporter.set_service_status("", status).await;
             reporter.set_service_status(service_name, status).await;
