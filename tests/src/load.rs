@@ -162,8 +162,8 @@ impl Worker {
     }
 }
 
-/// Builds a create request. Severity, team and detection time vary with the worker and
-/// the sequence number, so the metrics have several groups and non-zero durations.
+/// Builds a create request. Severity, team, detection and occurrence time vary with the
+/// worker and the sequence number, so the metrics have several groups and non-zero durations.
 fn create_request(worker: usize, sequence: usize) -> CreateTicketRequest {
     let severities = [Severity::Critical, Severity::High, Severity::Medium, Severity::Low];
     let detected_minutes_ago = u64::try_from((worker * 7 + sequence * 13) % 240).expect("a small number fits in u64");
@@ -176,9 +176,14 @@ fn create_request(worker: usize, sequence: usize) -> CreateTicketRequest {
         category: Category::UnauthorizedAccess as i32,
         team: if sequence % 2 == 0 { "soc" } else { "cert" }.to_owned(),
         detection_source: "siem".to_owned(),
-        detected_at: Some(prost_types::Timestamp { seconds: i64::try_from(detected_at).expect("seconds since 1970 fit in i64"), nanos: 0 }),
+        detected_at: Some(timestamp(detected_at)),
+        occurred_at: (sequence % 2 == 0).then(|| timestamp(detected_at - 60 * u64::try_from(worker % 5 + 1).expect("a small number fits in u64"))),
         ..Default::default()
     }
+}
+
+fn timestamp(seconds_since_1970: u64) -> prost_types::Timestamp {
+    prost_types::Timestamp { seconds: i64::try_from(seconds_since_1970).expect("seconds since 1970 fit in i64"), nanos: 0 }
 }
 
 /// Builds a move to `to`. Every third ticket is resolved as a false positive, so the
