@@ -8,6 +8,7 @@ pub mod health;
 pub mod outgoing;
 pub mod settings;
 pub mod shutdown;
+pub mod wire;
 
 pub use auth::{AuthLayer, AuthSettings};
 pub use caller::Caller;
