@@ -174,10 +174,10 @@ fn create_request(worker: usize, sequence: usize) -> CreateTicketRequest {
         title: "Suspicious logins from a new country".to_owned(),
         severity: severities[(worker + sequence) % severities.len()] as i32,
         category: Category::UnauthorizedAccess as i32,
-        team: if sequence % 2 == 0 { "soc" } else { "cert" }.to_owned(),
+        team: if sequence.is_multiple_of(2) { "soc" } else { "cert" }.to_owned(),
         detection_source: "siem".to_owned(),
         detected_at: Some(timestamp(detected_at)),
-        occurred_at: (sequence % 2 == 0).then(|| timestamp(detected_at - 60 * u64::try_from(worker % 5 + 1).expect("a small number fits in u64"))),
+        occurred_at: sequence.is_multiple_of(2).then(|| timestamp(detected_at - 60 * u64::try_from(worker % 5 + 1).expect("a small number fits in u64"))),
         ..Default::default()
     }
 }
@@ -190,7 +190,7 @@ fn timestamp(seconds_since_1970: u64) -> prost_types::Timestamp {
 /// metrics have more than one population.
 fn transition_request(ticket: &str, to: Status, sequence: usize) -> TransitionTicketRequest {
     let resolution = match to {
-        Status::Resolved if sequence % 3 == 0 => Resolution::FalsePositive,
+        Status::Resolved if sequence.is_multiple_of(3) => Resolution::FalsePositive,
         Status::Resolved => Resolution::TruePositive,
         _ => Resolution::Unspecified,
     };
