@@ -18,6 +18,7 @@ use tokio::sync::oneshot;
 use tonic::transport::Channel;
 
 pub mod chaos;
+pub mod load;
 pub mod otlp;
 pub mod process;
 

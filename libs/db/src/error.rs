@@ -24,6 +24,10 @@ pub enum DbError {
 pub fn is_unavailable(error: &DieselError) -> bool {
     match error {
         DieselError::DatabaseError(DatabaseErrorKind::ClosedConnection, _) => true,
+        // diesel-async 0.10 reports every tokio-postgres error that carries no SQLSTATE
+        // with this kind, and those are failures of the connection itself: "connection
+        // closed" once the server is gone, or an I/O error on the socket.
+        DieselError::DatabaseError(DatabaseErrorKind::UnableToSendCommand, _) => true,
         DieselError::DatabaseError(DatabaseErrorKind::Unknown, info) => {
             let message = info.message();
             message.contains("connection closed")
@@ -32,5 +36,41 @@ pub fn is_unavailable(error: &DieselError) -> bool {
         }
         DieselError::BrokenTransactionManager => true,
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn closed_connection_is_unavailable() {
+        // The error diesel-async returns for a query on a connection whose server stopped.
+        assert!(is_unavailable(&database_error(DatabaseErrorKind::UnableToSendCommand, "connection closed")));
+        assert!(is_unavailable(&database_error(
+            DatabaseErrorKind::UnableToSendCommand,
+            "error communicating with the server: Connection reset by peer (os error 104)"
+        )));
+        assert!(is_unavailable(&database_error(DatabaseErrorKind::ClosedConnection, "server closed the connection")));
+    }
+
+    #[test]
+    fn server_shutdown_messages_are_unavailable() {
+        assert!(is_unavailable(&database_error(
+            DatabaseErrorKind::Unknown,
+            "terminating connection due to immediate shutdown command"
+        )));
+        assert!(is_unavailable(&database_error(DatabaseErrorKind::Unknown, "the database system is starting up")));
+    }
+
+    #[test]
+    fn rejected_statements_are_not_unavailable() {
+        assert!(!is_unavailable(&database_error(DatabaseErrorKind::UniqueViolation, "duplicate key value")));
+        assert!(!is_unavailable(&database_error(DatabaseErrorKind::Unknown, "syntax error at or near \"SELEC\"")));
+        assert!(!is_unavailable(&DieselError::NotFound));
     }
 }

@@ -7,12 +7,19 @@ use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::Router;
+use tower::layer::util::{Identity, Stack};
 
 pub use crate::settings::GrpcLimits;
+pub use crate::wire::WireLayer;
 
 /// Largest request a service decodes, in bytes: the default of
 /// `--grpc-max-decoding-message-size`. A batch of 1000 events fits well inside.
 pub const MAX_DECODING_MESSAGE_SIZE: usize = 8 * 1024 * 1024;
+
+/// Default of `--grpc-max-buffered-request-bytes`: eight messages of the default maximum
+/// size may be arriving at once, over all connections.
+pub const MAX_BUFFERED_REQUEST_BYTES: usize = 8 * MAX_DECODING_MESSAGE_SIZE;
 
 /// Largest response a service encodes, in bytes: the default of
 /// `--grpc-max-encoding-message-size`.
@@ -42,19 +49,28 @@ pub const MAX_PENDING_ACCEPT_RESET_STREAMS: usize = 50;
 /// Default of `--grpc-max-local-error-reset-streams`.
 pub const MAX_LOCAL_ERROR_RESET_STREAMS: usize = 256;
 
+/// The tonic server builder of every service, with [`WireLayer`] around all its services.
+pub type DocketServer = Server<Stack<WireLayer, Identity>>;
+
+/// The router that [`DocketServer::add_service`] returns.
+pub type DocketRouter = Router<Stack<WireLayer, Identity>>;
+
 /// Returns a server builder with the default [`GrpcLimits`].
-pub fn server_builder() -> Server {
+pub fn server_builder() -> DocketServer {
     server_builder_with(&GrpcLimits::default())
 }
 
 /// Returns a server builder with every HTTP/2 and timeout limit set from `limits` rather than
 /// left to tonic, because tonic 0.14 leaves several of them unlimited when unset.
 ///
-/// The message-size limits are not part of the builder: apply them to each generated
-/// service with `max_decoding_message_size` and `max_encoding_message_size`. The TCP
-/// settings here only take effect with `Router::serve`; with `serve_with_incoming*`, which the
-/// services use, [`bind_with`] applies them to the listening socket instead.
-pub fn server_builder_with(limits: &GrpcLimits) -> Server {
+/// Every service of the server is wrapped in a [`WireLayer`], which rejects a request
+/// message over `max_decoding_message_size` from its header and bounds the bytes of the
+/// messages over 64 KiB still arriving to `max_buffered_request_bytes`. Apply the message-size limits to
+/// each generated service too, with `max_decoding_message_size` and
+/// `max_encoding_message_size`. The TCP settings here only take effect with `Router::serve`;
+/// with `serve_with_incoming*`, which the services use, [`bind_with`] applies them to the
+/// listening socket instead.
+pub fn server_builder_with(limits: &GrpcLimits) -> DocketServer {
     Server::builder()
         .timeout(limits.request_timeout)
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -66,6 +82,7 @@ pub fn server_builder_with(limits: &GrpcLimits) -> Server {
         .http2_keepalive_timeout(Some(limits.http2_keepalive_timeout))
         .tcp_keepalive(limits.tcp_keepalive())
         .tcp_nodelay(true)
+        .layer(WireLayer::new(limits.max_decoding_message_size, limits.max_buffered_request_bytes))
 }
 
 /// Binds the listening socket; port 0 picks a free port, which tests use.
@@ -124,7 +141,7 @@ pub fn reflection(
 /// `stopping` turns true as soon as `shutdown` completes, before the drain, so health reports
 /// NOT_SERVING and background tasks such as the outbox relay stop while calls finish.
 pub async fn serve_with_grace<F>(
-    router: tonic::transport::server::Router,
+    router: DocketRouter,
     incoming: TcpListenerStream,
     shutdown: F,
     grace: Duration,

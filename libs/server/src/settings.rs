@@ -118,12 +118,20 @@ pub struct GrpcLimits {
         value_parser = RangedU64ValueParser::<usize>::new().range(1..=100_000))]
     pub max_local_error_reset_streams: usize,
 
-    /// Largest request message a service decodes, in bytes. Tonic 0.14 rejects a larger one
-    /// with OUT_OF_RANGE.
+    /// Largest request message a service decodes, in bytes. A larger one fails with
+    /// RESOURCE_EXHAUSTED as soon as its header arrives.
     #[arg(long = "grpc-max-decoding-message-size", value_name = "BYTES", env = "DOCKET_GRPC_MAX_DECODING_MESSAGE_SIZE",
         default_value_t = grpc::MAX_DECODING_MESSAGE_SIZE,
         value_parser = RangedU64ValueParser::<usize>::new().range(MESSAGE_SIZE_RANGE))]
     pub max_decoding_message_size: usize,
+
+    /// Maximum number of bytes that request messages over 64 KiB may declare while they are
+    /// still arriving, in all connections together. A message that does not fit fails with
+    /// RESOURCE_EXHAUSTED, so set it to at least --grpc-max-decoding-message-size.
+    #[arg(long = "grpc-max-buffered-request-bytes", value_name = "BYTES", env = "DOCKET_GRPC_MAX_BUFFERED_REQUEST_BYTES",
+        default_value_t = grpc::MAX_BUFFERED_REQUEST_BYTES,
+        value_parser = RangedU64ValueParser::<usize>::new().range(BUFFERED_BYTES_RANGE))]
+    pub max_buffered_request_bytes: usize,
 
     /// Largest response message a service encodes, in bytes. Tonic 0.14 fails the call with
     /// OUT_OF_RANGE instead of sending a larger one.
@@ -141,6 +149,9 @@ pub struct GrpcLimits {
 
 /// Message sizes accepted for the decoding and encoding limits: 1 KiB to 256 MiB.
 const MESSAGE_SIZE_RANGE: std::ops::RangeInclusive<u64> = 1024..=256 * 1024 * 1024;
+
+/// Values accepted for the buffered request bytes: 1 KiB to 16 GiB.
+const BUFFERED_BYTES_RANGE: std::ops::RangeInclusive<u64> = 1024..=16 * 1024 * 1024 * 1024;
 
 impl GrpcLimits {
     /// Returns the TCP keepalive idle time, or `None` when TCP keepalive is off.
@@ -162,6 +173,7 @@ impl Default for GrpcLimits {
             max_pending_accept_reset_streams: grpc::MAX_PENDING_ACCEPT_RESET_STREAMS,
             max_local_error_reset_streams: grpc::MAX_LOCAL_ERROR_RESET_STREAMS,
             max_decoding_message_size: grpc::MAX_DECODING_MESSAGE_SIZE,
+            max_buffered_request_bytes: grpc::MAX_BUFFERED_REQUEST_BYTES,
             max_encoding_message_size: grpc::MAX_ENCODING_MESSAGE_SIZE,
             tcp_keepalive: Duration::ZERO,
         }
@@ -310,6 +322,7 @@ mod tests {
         assert_eq!(parsed.max_pending_accept_reset_streams, expected.max_pending_accept_reset_streams);
         assert_eq!(parsed.max_local_error_reset_streams, expected.max_local_error_reset_streams);
         assert_eq!(parsed.max_decoding_message_size, grpc::MAX_DECODING_MESSAGE_SIZE);
+        assert_eq!(parsed.max_buffered_request_bytes, expected.max_buffered_request_bytes);
         assert_eq!(parsed.max_encoding_message_size, grpc::MAX_ENCODING_MESSAGE_SIZE);
         assert_eq!(parsed.tcp_keepalive(), None);
     }
@@ -326,6 +339,7 @@ mod tests {
             "--grpc-max-pending-accept-reset-streams=10",
             "--grpc-max-local-error-reset-streams=100",
             "--grpc-max-decoding-message-size=1048576",
+            "--grpc-max-buffered-request-bytes=4194304",
             "--grpc-max-encoding-message-size=2097152",
             "--grpc-tcp-keepalive=2m",
         ])
@@ -341,6 +355,7 @@ mod tests {
         assert_eq!(parsed.max_pending_accept_reset_streams, 10);
         assert_eq!(parsed.max_local_error_reset_streams, 100);
         assert_eq!(parsed.max_decoding_message_size, 1_048_576);
+        assert_eq!(parsed.max_buffered_request_bytes, 4_194_304);
         assert_eq!(parsed.max_encoding_message_size, 2_097_152);
         assert_eq!(parsed.tcp_keepalive(), Some(Duration::from_secs(120)));
     }
