@@ -36,19 +36,22 @@ test: clean-test-dbs python-env chart-check
 # prints its row of the table: acknowledged changes, where they were found, lost, duplicated.
 CHAOS_LOAD_SECONDS ?= 20
 CHAOS_AUDIT_DOWN_SECONDS ?= 180
+# The longer settings of each scenario, described in the header of its file in tests/tests.
+CHAOS_ENV ?= DOCKET_CHAOS_PG_CYCLES=3 DOCKET_CHAOS_PG_DOWN_SECS=10 DOCKET_CHAOS_METRICS_DOWN_SECS=30 \
+	DOCKET_CHAOS_REPLICAS_SECS=30 DOCKET_CHAOS_WIRE_STREAMS=5000 DOCKET_CHAOS_WIRE_RESETS=5000 DOCKET_CHAOS_WIRE_ROUNDS=5
 CHAOS_TESTS := $(patsubst tests/tests/%.rs,--test %,$(wildcard tests/tests/chaos_*.rs))
 
 chaos: clean-test-dbs
 	$(CARGO) build --workspace --locked --all-targets
 	mkdir -p target/chaos
 	DOCKET_TEST_POSTGRES=$$(scripts/postgres.sh) DOCKET_CHAOS_LOAD_SECONDS=$(CHAOS_LOAD_SECONDS) \
-	DOCKET_CHAOS_AUDIT_DOWN_SECONDS=$(CHAOS_AUDIT_DOWN_SECONDS) \
+	DOCKET_CHAOS_AUDIT_DOWN_SECONDS=$(CHAOS_AUDIT_DOWN_SECONDS) $(CHAOS_ENV) \
 	$(CARGO) test --locked -p docket-tests $(CHAOS_TESTS) -- --nocapture --test-threads 1 \
 	  > target/chaos/output.log 2>&1; status=$$?; \
 	grep -E '^test result' target/chaos/output.log; \
 	grep -oE 'relay while audit was down.*' target/chaos/output.log; \
 	grep -m1 '^scenario ' target/chaos/output.log; \
-	grep -E '^[a-z].* +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$$' target/chaos/output.log; \
+	grep -E '^[A-Za-z].* +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+ +[0-9]+$$' target/chaos/output.log; \
 	echo "full output: target/chaos/output.log"; exit $$status
 
 # Drops databases that earlier test runs left behind (they are named docket_test_*). A
