@@ -82,7 +82,7 @@ impl Plan {
             query_seconds: 30,
             ledger_records: 1_000_000,
             verify_runs: 3,
-            auth_iterations: 200_000,
+            auth_iterations: 100_000,
         }
     }
 

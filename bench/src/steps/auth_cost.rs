@@ -1,9 +1,12 @@
 //! Step 8: the per-request cost of authentication plus tracing. One in-process tonic
 //! service is called bare and wrapped in the layers every Docket service uses,
-//! `docket_telemetry::GrpcTraceLayer` around `docket_server::auth::AuthLayer`, with a real
-//! Ed25519-signed token and a `traceparent`. The calls alternate in blocks, so both
-//! variants see the same machine load, and the difference of their latencies is the cost
-//! of the layers.
+//! `docket_telemetry::GrpcTraceLayer` around `docket_server::auth::AuthLayer`, with real
+//! Ed25519-signed tokens and a `traceparent`. The wrapped service is called twice over:
+//! with one token on every call, as a client reuses its token, which the verifier checks
+//! in full once and then finds among its verified tokens, and with a new token on every
+//! call, which it checks in full each time. The three variants alternate in blocks, so
+//! they see the same machine load, and the difference of their latencies from the bare
+//! calls is the cost of the layers.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,16 +42,35 @@ impl MetricsService for Immediate {
 pub struct AuthCostResults {
     /// Calls per variant.
     pub iterations: u64,
-    pub bare_mean_us: f64,
-    pub bare_p50_us: f64,
-    pub bare_p99_us: f64,
-    pub layered_mean_us: f64,
-    pub layered_p50_us: f64,
-    pub layered_p99_us: f64,
-    /// Mean of the layered calls minus mean of the bare ones.
-    pub cost_mean_us: f64,
-    /// p50 of the layered calls minus p50 of the bare ones.
-    pub cost_p50_us: f64,
+    pub bare: LatencyMicros,
+    /// Wrapped, with the same token on every call.
+    pub repeated_token: LatencyMicros,
+    /// Wrapped, with a new token on every call.
+    pub new_token: LatencyMicros,
+    /// Mean and p50 of the wrapped calls with a repeated token minus those of the bare calls.
+    pub repeated_token_cost_mean_us: f64,
+    pub repeated_token_cost_p50_us: f64,
+    /// Mean and p50 of the wrapped calls with a new token minus those of the bare calls.
+    pub new_token_cost_mean_us: f64,
+    pub new_token_cost_p50_us: f64,
+}
+
+/// Latency of one variant in microseconds.
+#[derive(Clone, Debug, Serialize)]
+pub struct LatencyMicros {
+    pub mean: f64,
+    pub p50: f64,
+    pub p99: f64,
+}
+
+impl LatencyMicros {
+    fn from_nanos(histogram: &Histogram<u64>) -> LatencyMicros {
+        LatencyMicros {
+            mean: histogram.mean() / 1000.0,
+            p50: histogram.value_at_quantile(0.5) as f64 / 1000.0,
+            p99: histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        }
+    }
 }
 
 /// Calls of one variant before the other takes its turn.
@@ -74,8 +96,13 @@ pub async fn run(iterations: u64) -> anyhow::Result<AuthCostResults> {
         })
         .context("build the token verifier")?,
     );
-    let token = docket_tests::user_token("alice", &[Role::Analyst]);
-    let authorization = http::HeaderValue::try_from(format!("Bearer {token}"))?;
+    let bearer = |token: String| http::HeaderValue::try_from(format!("Bearer {token}"));
+    let repeated = [bearer(docket_tests::user_token("alice", &[Role::Analyst]))?];
+    // Minted before the measurement, because signing is the caller's cost, not the layers'.
+    let mut fresh = Vec::with_capacity(iterations as usize);
+    for _ in 0..iterations {
+        fresh.push(bearer(docket_tests::user_token("alice", &[Role::Analyst]))?);
+    }
 
     let bare = MetricsServiceServer::new(Immediate);
     let layered = docket_telemetry::GrpcTraceLayer::new("metrics").wrap(AuthLayer::new(verifier).wrap(MetricsServiceServer::new(Immediate)));
@@ -84,38 +111,70 @@ pub async fn run(iterations: u64) -> anyhow::Result<AuthCostResults> {
         group_by: GroupBy::Severity as i32,
         ..Default::default()
     });
-    check_ok(call(bare.clone(), &authorization, &body).await, "bare")?;
-    check_ok(call(layered.clone(), &authorization, &body).await, "layered")?;
+    check_ok(call(bare.clone(), &repeated[0], &body).await, "bare")?;
+    check_ok(call(layered.clone(), &repeated[0], &body).await, "layered")?;
 
-    let mut bare_histogram = nanos_histogram();
-    let mut layered_histogram = nanos_histogram();
+    let mut bare_calls = Calls::new(&repeated);
+    let mut repeated_calls = Calls::new(&repeated);
+    let mut fresh_calls = Calls::new(&fresh);
     let rounds = iterations.div_ceil(BLOCK);
     for round in 0..rounds {
-        if round % 2 == 0 {
-            measure(&bare, &authorization, &body, &mut bare_histogram).await;
-            measure(&layered, &authorization, &body, &mut layered_histogram).await;
-        } else {
-            measure(&layered, &authorization, &body, &mut layered_histogram).await;
-            measure(&bare, &authorization, &body, &mut bare_histogram).await;
+        // Each variant goes first, second and third in turn.
+        for turn in 0..3 {
+            match (round + turn) % 3 {
+                0 => bare_calls.measure(&bare, &body).await,
+                1 => repeated_calls.measure(&layered, &body).await,
+                _ => fresh_calls.measure(&layered, &body).await,
+            }
         }
     }
 
-    let micros = |nanos: f64| nanos / 1000.0;
-    let bare_mean = bare_histogram.mean();
-    let layered_mean = layered_histogram.mean();
-    let bare_p50 = bare_histogram.value_at_quantile(0.5) as f64;
-    let layered_p50 = layered_histogram.value_at_quantile(0.5) as f64;
+    let bare = LatencyMicros::from_nanos(&bare_calls.histogram);
+    let repeated_token = LatencyMicros::from_nanos(&repeated_calls.histogram);
+    let new_token = LatencyMicros::from_nanos(&fresh_calls.histogram);
     Ok(AuthCostResults {
-        iterations: bare_histogram.len(),
-        bare_mean_us: micros(bare_mean),
-        bare_p50_us: micros(bare_p50),
-        bare_p99_us: micros(bare_histogram.value_at_quantile(0.99) as f64),
-        layered_mean_us: micros(layered_mean),
-        layered_p50_us: micros(layered_p50),
-        layered_p99_us: micros(layered_histogram.value_at_quantile(0.99) as f64),
-        cost_mean_us: micros(layered_mean - bare_mean),
-        cost_p50_us: micros(layered_p50 - bare_p50),
+        iterations: bare_calls.histogram.len(),
+        repeated_token_cost_mean_us: repeated_token.mean - bare.mean,
+        repeated_token_cost_p50_us: repeated_token.p50 - bare.p50,
+        new_token_cost_mean_us: new_token.mean - bare.mean,
+        new_token_cost_p50_us: new_token.p50 - bare.p50,
+        bare,
+        repeated_token,
+        new_token,
     })
+}
+
+/// The calls of one variant: the tokens it sends in turn and its latencies in nanoseconds.
+struct Calls<'a> {
+    tokens: &'a [http::HeaderValue],
+    next_token: usize,
+    histogram: Histogram<u64>,
+}
+
+impl<'a> Calls<'a> {
+    fn new(tokens: &'a [http::HeaderValue]) -> Calls<'a> {
+        Calls {
+            tokens,
+            next_token: 0,
+            histogram: nanos_histogram(),
+        }
+    }
+
+    async fn measure<S>(&mut self, service: &S, body: &Bytes)
+    where
+        S: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>> + Clone,
+        S::Error: std::fmt::Debug,
+    {
+        for _ in 0..BLOCK {
+            let authorization = &self.tokens[self.next_token % self.tokens.len()];
+            self.next_token += 1;
+            let started = Instant::now();
+            let status = call(service.clone(), authorization, body).await;
+            let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.histogram.saturating_record(nanos.max(1));
+            debug_assert_eq!(status.as_deref(), Some("0"));
+        }
+    }
 }
 
 fn nanos_histogram() -> Histogram<u64> {
@@ -166,19 +225,5 @@ fn check_ok(status: Option<String>, variant: &str) -> anyhow::Result<()> {
     match status.as_deref() {
         Some("0") => Ok(()),
         other => bail!("the {variant} service answered grpc-status {other:?} instead of 0 (OK)"),
-    }
-}
-
-async fn measure<S>(service: &S, authorization: &http::HeaderValue, body: &Bytes, histogram: &mut Histogram<u64>)
-where
-    S: Service<http::Request<tonic::body::Body>, Response = http::Response<tonic::body::Body>> + Clone,
-    S::Error: std::fmt::Debug,
-{
-    for _ in 0..BLOCK {
-        let started = Instant::now();
-        let status = call(service.clone(), authorization, body).await;
-        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        histogram.saturating_record(nanos.max(1));
-        debug_assert_eq!(status.as_deref(), Some("0"));
     }
 }
