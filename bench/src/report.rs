@@ -58,8 +58,12 @@ pub fn print_header(machine: &Machine, postgres: &PostgresSettings, plan: &Plan,
     println!("binaries: {}", context.bin_dir.display());
 }
 
-fn rate(per_second: f64, p50_ms: f64, p99_ms: f64) -> String {
-    format!("{per_second:.0}/s, p50 {p50_ms:.1} ms, p99 {p99_ms:.1} ms")
+fn rate(summary: &crate::load::LoadSummary) -> String {
+    let mut text = format!("{:.0}/s, p50 {:.1} ms, p99 {:.1} ms", summary.per_second, summary.p50_ms, summary.p99_ms);
+    if summary.errors > 0 {
+        text.push_str(&format!(", {} errors", summary.errors));
+    }
+    text
 }
 
 fn mib(kib: u64) -> f64 {
@@ -70,8 +74,8 @@ fn ratio_row(step: &'static str, measurement: String, side: &crate::steps::ticke
     Row {
         step,
         measurement,
-        docket: rate(side.docket.per_second, side.docket.p50_ms, side.docket.p99_ms),
-        limit: rate(side.raw.per_second, side.raw.p50_ms, side.raw.p99_ms),
+        docket: rate(&side.docket),
+        limit: rate(&side.raw),
         ratio: Some(side.ratio),
         target: target.map(|minimum| format!("ratio >= {minimum}")).unwrap_or_default(),
         met: target.map(|minimum| side.ratio >= minimum && side.docket.errors == 0),
@@ -102,6 +106,18 @@ pub fn rows(results: &Results) -> Vec<Row> {
             rows.push(ratio_row("2", format!("GetTicket, {} clients", side.clients), side, Some(0.5)));
         }
         let propagation = &tickets.propagation;
+        rows.push(plain_row(
+            "3",
+            "outbox backlog left by steps 1 and 2",
+            format!(
+                "{} events delivered in {:.1} s ({:.0} events/s to the slower receiver)",
+                propagation.backlog_events,
+                propagation.backlog_seconds,
+                propagation.backlog_events as f64 / propagation.backlog_seconds.max(0.001)
+            ),
+            "",
+            None,
+        ));
         let measurement = format!("propagation at {:.0} creates/s", propagation.achieved_per_second);
         rows.push(plain_row(
             "3",
