@@ -15,7 +15,7 @@ use serde::Serialize;
 /// Prefix of every database the benchmark creates.
 pub const DATABASE_PREFIX: &str = "docket_bench_";
 
-/// Where the benchmark runs: the PostgreSQL server, the binaries and the log folder.
+/// Locations of one run: the PostgreSQL server, the binaries and the log folder.
 #[derive(Clone, Debug)]
 pub struct Context {
     /// Server URL without a database, such as `postgres://postgres@127.0.0.1:5432`.
@@ -59,7 +59,7 @@ impl Database {
             .with_context(|| format!("connect to database {}", self.name))
     }
 
-    /// Drops the database, disconnecting whoever is still connected to it.
+    /// Drops the database, ending every session still connected to it.
     pub async fn drop_database(&self) -> anyhow::Result<()> {
         let mut maintenance = AsyncPgConnection::establish(&format!("{}/postgres", self.server))
             .await

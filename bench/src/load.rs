@@ -32,7 +32,7 @@ pub struct LoadSummary {
     pub clients: usize,
     pub requests: u64,
     pub errors: u64,
-    /// First error message seen, so a failing run says why.
+    /// First error message seen, so a failing run shows why.
     pub first_error: Option<String>,
     pub seconds: f64,
     pub per_second: f64,

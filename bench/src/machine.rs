@@ -1,5 +1,4 @@
-//! What the benchmark ran on: the machine and the PostgreSQL settings that bound the
-//! durable figures.
+//! The machine of a run and the PostgreSQL settings that bound its durable figures.
 
 use anyhow::{Context, bail};
 use diesel::QueryableByName;

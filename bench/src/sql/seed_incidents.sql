@@ -1,8 +1,8 @@
 -- Seeds the metrics projection with $1 tickets created over the last 1095 days (three
 -- years) in creation order, as a live projection fills up. The shape is an estimate of a
--- security operations centre's mix: 97 % resolved or closed, 55 % of those true positives;
--- acknowledgement within 4 h, containment within 2 days, resolution within 10 days, with
--- most tickets near the fast end. random() draws after the setseed() call run before it,
+-- security operations centre's mix: 97 % resolved or closed, and 55 % of those true
+-- positives. Acknowledgement comes within 4 h, containment within 2 days and resolution
+-- within 10 days, with most tickets near the fast end. random() draws after the setseed() call run before it,
 -- so every run seeds the same data.
 INSERT INTO incidents (ticket_id, ticket_key, severity, category, status, resolution, team,
     detection_source, imported, reopen_count, created_at, occurred_at, detected_at,

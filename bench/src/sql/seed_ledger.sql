@@ -1,8 +1,8 @@
 -- Appends $1 records to an empty ledger in one statement: canonical JSON of a status
--- change, its leaf hash and the running chain hash. The keys are written in sorted order;
+-- change, its leaf hash and the running chain hash. The keys are written in sorted order.
 -- json_build_object puts spaces around separators, so the bytes are valid JSON but not in
--- the service's canonical form, which verification does not check because it hashes the
--- stored bytes and parses them only to compare the indexed columns.
+-- the service's canonical form. Verification does not check that form, because it hashes
+-- the stored bytes and parses them only to compare the indexed columns.
 INSERT INTO ledger (seq, event_id, action, resource_type, resource_id, resource_key, actor, relayed_by,
                     occurred_at, recorded_at, canonical, leaf_hash, chain_hash)
 SELECT seq, event_id, 'ticket.transitioned', 'ticket', resource_id, resource_key, 'alice', 'docket-ticket',

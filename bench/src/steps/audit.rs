@@ -118,7 +118,7 @@ impl Operation for Append {
     }
 }
 
-/// A status change as the ticket service relays it, with a fresh event id.
+/// Builds a status change event as the ticket service relays it, with a new event id.
 fn transition_event() -> Event {
     let ticket = uuid::Uuid::now_v7();
     Event {

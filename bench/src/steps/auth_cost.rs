@@ -1,10 +1,10 @@
 //! Step 8: the per-request cost of authentication plus tracing. One in-process tonic
 //! service is called bare and wrapped in the layers every Docket service uses,
 //! `docket_telemetry::GrpcTraceLayer` around `docket_server::auth::AuthLayer`, with real
-//! Ed25519-signed tokens and a `traceparent`. The wrapped service is called twice over:
-//! with one token on every call, as a client reuses its token, which the verifier checks
-//! in full once and then finds among its verified tokens, and with a new token on every
-//! call, which it checks in full each time. The three variants alternate in blocks, so
+//! Ed25519-signed tokens and a `traceparent`. The wrapped service is called in two ways.
+//! One token on every call, as a client reuses its token, is checked in full once and then
+//! found among the verifier's verified tokens. A new token on every call is checked in full
+//! each time. The three variants alternate in blocks, so
 //! they see the same machine load, and the difference of their latencies from the bare
 //! calls is the cost of the layers.
 
@@ -24,7 +24,8 @@ use tonic::codegen::Bytes;
 use tonic::{Request, Response, Status};
 use tower::{Service, ServiceExt};
 
-/// A metrics service that answers at once, so the measured time is the call path itself.
+/// A metrics service that returns an empty response at once, so the measured time is the
+/// call path itself.
 struct Immediate;
 
 #[tonic::async_trait]
@@ -224,6 +225,6 @@ where
 fn check_ok(status: Option<String>, variant: &str) -> anyhow::Result<()> {
     match status.as_deref() {
         Some("0") => Ok(()),
-        other => bail!("the {variant} service answered grpc-status {other:?} instead of 0 (OK)"),
+        other => bail!("the {variant} service returned grpc-status {other:?} instead of 0 (OK)"),
     }
 }

@@ -19,7 +19,7 @@ pub struct ImportResults {
     pub file: String,
     /// Wall time of `docket import veris` until it exits.
     pub import_seconds: f64,
-    /// Wall time from the start of the import until the audit ledger holds one record per
+    /// Wall time from the start of the import until the audit ledger contains one record per
     /// imported ticket.
     pub until_ledger_seconds: f64,
     pub tickets: i64,
@@ -83,7 +83,7 @@ async fn run_with(context: &Context, suite: &Suite, file: &Path) -> anyhow::Resu
             break;
         }
         if Instant::now() > deadline {
-            bail!("the audit ledger holds {records} records 120 s after the import of {tickets} tickets");
+            bail!("timed out: the audit ledger contains {records} records 120 s after the import of {tickets} tickets; see the audit log in the log folder");
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }

@@ -84,7 +84,7 @@ async fn run_with(service: &ServiceProcess, plan: &Plan) -> anyhow::Result<Metri
     })
 }
 
-/// Fewest calls of one query, however long they take, so p99 has some support.
+/// Minimum number of calls of one query, however long they take, so p99 has some support.
 const MIN_CALLS: u64 = 10;
 
 /// Calls `request` one after another for the plan's query time (at least [`MIN_CALLS`]

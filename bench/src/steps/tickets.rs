@@ -109,9 +109,9 @@ async fn run_with(suite: &Suite, raw_db: &crate::cluster::Database, plan: &Plan)
 
     docket_db::ensure_database(&raw_db.url).await?;
     docket_db::run_migrations(&raw_db.url, docket_ticket::MIGRATIONS, RAW_MIGRATION_LOCK_KEY).await?;
-    // The service's pool size, with a longer wait for a connection: 64 clients in tight
-    // loops on 16 connections left some waiting beyond the default 5 s, which bb8 does
-    // not serve in arrival order, and a timed-out call would drop out of the figures.
+    // The service's pool size, with a longer wait for a connection. With 64 clients in
+    // tight loops on 16 connections, some waited beyond the default 5 s, because bb8 does
+    // not serve waiters in arrival order, and a timed-out call drops out of the figures.
     let raw_pool = docket_db::connect(
         &raw_db.url,
         &docket_db::PoolOptions {
@@ -198,8 +198,8 @@ async fn run_with(suite: &Suite, raw_db: &crate::cluster::Database, plan: &Plan)
     })
 }
 
-/// A create request of typical size: a title, a paragraph, three indicators, one asset
-/// and two tags.
+/// Builds a create request of typical size: a title, a paragraph, three indicators, one
+/// asset and two tags.
 fn create_request(request_id: String) -> CreateTicketRequest {
     let now = Utc::now().timestamp();
     CreateTicketRequest {
@@ -334,7 +334,7 @@ struct Pending {
     events: i64,
 }
 
-/// Longest wait for the relay to deliver what the earlier steps left in the outbox.
+/// Maximum wait for the relay to deliver what the earlier steps left in the outbox.
 const BACKLOG_TIMEOUT: Duration = Duration::from_secs(900);
 
 /// Waits until no outbox event awaits delivery to either receiver, and returns how many
@@ -364,8 +364,8 @@ async fn drain_outbox(suite: &Suite) -> anyhow::Result<(i64, f64)> {
 /// Number of connections the steady create load is spread over.
 const PROPAGATION_CONNECTIONS: usize = 8;
 
-/// Waits until the relay has delivered what the earlier steps left in the outbox, creates
-/// tickets at a steady rate, then measures for each one the time from the
+/// Waits until the relay has delivered what the earlier steps left in the outbox, then
+/// creates tickets at a steady rate. For each ticket it measures the time from the
 /// instant the ticket service stamped it (just before its create transaction) to the
 /// instant the audit ledger recorded its event and the metrics service applied it. Both
 /// ends are database timestamps on this machine's clock.
