@@ -3,14 +3,15 @@
 CARGO ?= cargo
 RELEASE_BINS := -p docket-ticket -p docket-audit -p docket-metrics -p docket-cli
 
-.PHONY: help build release run bench test test-db clean-test-dbs lint python-env chart-env chart-check chaos
+.PHONY: help build release run bench bench-quick test test-db clean-test-dbs lint python-env chart-env chart-check chaos
 
 help:
 	@echo "make run    build release binaries and start the three services (Ctrl-C stops them)"
 	@echo "make test   start or check PostgreSQL, then build and run every unit and integration test"
 	@echo "make build  build the workspace in debug mode"
 	@echo "make chaos  run the crash, outage and tampering tests longer and print their table"
-	@echo "make bench  time the import of the whole VCDB file against release builds"
+	@echo "make bench  measure throughput, latency and memory against the raw PostgreSQL limit (release builds, about 15 minutes)"
+	@echo "make bench-quick  the same steps, shorter and on smaller data, in under 3 minutes"
 	@echo "make python-env  create target/python-venv with the pinned packages of tests/interop"
 	@echo "make chart-check  lint, render and validate the Helm chart in helm/docket (no cluster needed)"
 
@@ -61,9 +62,15 @@ clean-test-dbs:
 	psql "$$server/postgres" -Atqc "SELECT d.datname FROM pg_database d WHERE d.datname LIKE 'docket\_test\_%' AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)" | \
 	while read -r name; do psql "$$server/postgres" -qc "DROP DATABASE IF EXISTS \"$$name\"" </dev/null >/dev/null 2>&1 || true; done
 
-# Benchmarks are not tests: nothing here runs in `make test`.
-bench: release
-	scripts/bench-import.sh
+# Benchmarks are not tests: nothing here runs in `make test`. ARGS passes options to
+# docket-bench, for example `make bench ARGS=--quick` or `ARGS="--steps tickets,auth"`.
+ARGS ?=
+bench:
+	$(CARGO) build --release --locked $(RELEASE_BINS) -p docket-bench
+	DOCKET_BENCH_POSTGRES=$$(scripts/postgres.sh) $(CARGO) run --release --locked -q -p docket-bench -- $(ARGS)
+
+bench-quick:
+	$(MAKE) bench ARGS="--quick $(ARGS)"
 
 lint:
 	$(CARGO) clippy --workspace --all-targets --locked -- -D warnings

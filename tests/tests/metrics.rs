@@ -813,6 +813,73 @@ async fn durations_keep_microseconds() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_durations_keep_microseconds() {
+    let mut harness = Harness::start().await;
+    // 400 days and one microsecond; the days and the microsecond must both survive.
+    let snapshot = TicketSnapshot {
+        occurred_at: at(0),
+        detected_at: Some(Timestamp {
+            seconds: EPOCH + 400 * 86_400,
+            nanos: 1_000,
+        }),
+        ..ticket()
+    };
+    harness.record_snapshots(&[snapshot]).await;
+
+    let group = harness.incidents(ungrouped()).await;
+
+    let seconds = 34_560_000.000001;
+    assert_stats(&group.ttd, stats(1, seconds, seconds, seconds, seconds, seconds), "ttd");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn windowed_ticket_counts_follow_changes() {
+    let mut harness = Harness::start().await;
+    let detected = || TicketSnapshot {
+        occurred_at: at(0),
+        detected_at: at(100),
+        ..ticket()
+    };
+    let high = detected();
+    let low = TicketSnapshot {
+        severity: "low".into(),
+        ..detected()
+    };
+    let other = TicketSnapshot {
+        severity: "low".into(),
+        ..detected()
+    };
+    harness.record_snapshots(&[high.clone(), low.clone(), other]).await;
+    // A newer version moves one ticket to another severity and another to false positives.
+    let raised = TicketSnapshot {
+        version: low.version + 1,
+        severity: "critical".into(),
+        ..low
+    };
+    harness.record_snapshots(&[raised, resolved(&high, 200, "false_positive")]).await;
+
+    // The window excludes every end instant, so only the ticket counts are left.
+    let groups = harness.groups(GetResponseMetricsRequest {
+        start: at(10_000),
+        group_by: GroupBy::Severity as i32,
+        ..Default::default()
+    }).await;
+
+    let expected = [
+        ("critical".to_owned(), Population::Incident),
+        ("high".to_owned(), Population::FalsePositive),
+        ("low".to_owned(), Population::Incident),
+    ];
+    assert_eq!(keys(&groups), expected);
+    for (key, population) in expected {
+        let group = find(&groups, &key, population);
+        assert_eq!(group.tickets, 1, "{key}/{population:?} tickets");
+        assert_stats(&group.ttd, empty(), &format!("{key}/{population:?} ttd"));
+    }
+    assert_eq!(harness.row_count("incidents").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn negative_duration_is_included() {
     let mut harness = Harness::start().await;
     // Acknowledged 60 s before its detection: the ticket service rejects this order, so

@@ -23,13 +23,31 @@ pub(crate) struct ClaimRules<'a> {
     pub(crate) leeway_seconds: u64,
 }
 
+/// A principal with the time claims of its token, which must be checked again whenever
+/// the token is accepted later without a new signature check.
+pub(crate) struct CheckedClaims {
+    pub(crate) principal: Principal,
+    pub(crate) expires_at: u64,
+    pub(crate) not_before: Option<u64>,
+}
+
 /// Checks the claims against `rules` at `now` (seconds since the Unix epoch) and builds
 /// the principal.
+#[cfg(test)]
 pub(crate) fn principal_from_claims(
     claims: &Map<String, Value>,
     rules: &ClaimRules<'_>,
     now: u64,
 ) -> Result<Principal, AuthError> {
+    check_claims(claims, rules, now).map(|checked| checked.principal)
+}
+
+/// Checks the claims against `rules` at `now` and returns the principal with `exp` and `nbf`.
+pub(crate) fn check_claims(
+    claims: &Map<String, Value>,
+    rules: &ClaimRules<'_>,
+    now: u64,
+) -> Result<CheckedClaims, AuthError> {
     let expires_at =
         numeric_date(claims, "exp")?.ok_or(AuthError::MissingClaim { claim: "exp" })?;
     let not_before = numeric_date(claims, "nbf")?;
@@ -38,13 +56,7 @@ pub(crate) fn principal_from_claims(
 
     check_issuer(claims, rules.issuer)?;
     check_audience(claims, rules.audience)?;
-
-    if now >= expires_at.saturating_add(rules.leeway_seconds) {
-        return Err(AuthError::Expired);
-    }
-    if not_before.is_some_and(|not_before| now.saturating_add(rules.leeway_seconds) < not_before) {
-        return Err(AuthError::NotYetValid);
-    }
+    check_time(expires_at, not_before, rules.leeway_seconds, now)?;
 
     let subject = bounded_text(claims, "sub")?.ok_or(AuthError::MissingClaim { claim: "sub" })?;
     let roles = roles(claims)?;
@@ -55,12 +67,27 @@ pub(crate) fn principal_from_claims(
     } else {
         PrincipalKind::Human
     };
-    Ok(Principal {
-        subject,
-        roles,
-        kind,
-        token_id,
+    Ok(CheckedClaims {
+        principal: Principal {
+            subject,
+            roles,
+            kind,
+            token_id,
+        },
+        expires_at,
+        not_before,
     })
+}
+
+/// Checks `exp` and `nbf` at `now`, each with `leeway_seconds` of tolerated clock skew.
+pub(crate) fn check_time(expires_at: u64, not_before: Option<u64>, leeway_seconds: u64, now: u64) -> Result<(), AuthError> {
+    if now >= expires_at.saturating_add(leeway_seconds) {
+        return Err(AuthError::Expired);
+    }
+    if not_before.is_some_and(|not_before| now.saturating_add(leeway_seconds) < not_before) {
+        return Err(AuthError::NotYetValid);
+    }
+    Ok(())
 }
 
 /// Reads a NumericDate claim (RFC 7519 section 2), rounding a fractional value down.

@@ -1,8 +1,9 @@
 //! Token verification: header checks, key selection by `kid`, signature check through
 //! jsonwebtoken, then claim validation.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -13,7 +14,7 @@ use serde_json::{Map, Value};
 use tonic::metadata::MetadataMap;
 
 use crate::bearer::{MAX_TOKEN_BYTES, bearer_token};
-use crate::claims::{ClaimRules, principal_from_claims};
+use crate::claims::{CheckedClaims, ClaimRules, check_claims, check_time};
 use crate::error::{AuthError, ConfigError};
 use crate::keys::{KeySet, KeySource, algorithm_name};
 use crate::principal::Principal;
@@ -71,6 +72,29 @@ pub struct Verifier {
     sources: Vec<KeySource>,
     keys: RwLock<Arc<KeySet>>,
     dev_secret: Option<DecodingKey>,
+    verified: Mutex<VerifiedTokens>,
+}
+
+/// Maximum number of tokens a verifier remembers as verified. Clients send the same token
+/// with every call until it expires, so a few thousand cover many clients. Each entry
+/// stores the token text, typically under 1 KiB.
+const VERIFIED_TOKENS_CAPACITY: usize = 4096;
+
+/// Tokens whose signature and claims passed, keyed by their exact text, so that a repeated
+/// token skips the signature check. Entries keep the time claims, which are checked again
+/// on every use, and all entries are dropped when the keys are reloaded.
+#[derive(Default)]
+struct VerifiedTokens {
+    /// Counts key reloads. A verification that started under an older key set does not
+    /// store its result.
+    key_generation: u64,
+    entries: HashMap<String, VerifiedToken>,
+}
+
+struct VerifiedToken {
+    principal: Principal,
+    expires_at: u64,
+    not_before: Option<u64>,
 }
 
 impl fmt::Debug for Verifier {
@@ -136,6 +160,7 @@ impl Verifier {
             sources: config.keys,
             keys: RwLock::new(Arc::new(keys)),
             dev_secret,
+            verified: Mutex::new(VerifiedTokens::default()),
         })
     }
 
@@ -149,7 +174,10 @@ impl Verifier {
             return Err(ConfigError::NoKeys);
         }
         let count = keys.len();
+        let mut verified = self.verified_tokens();
         *self.keys.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(keys);
+        verified.key_generation += 1;
+        verified.entries.clear();
         Ok(count)
     }
 
@@ -171,15 +199,49 @@ impl Verifier {
         self.verify_at(token, now)
     }
 
-    /// Verifies `token` as of `now`, in seconds since the Unix epoch.
+    /// Verifies `token` as of `now`, in seconds since the Unix epoch. A token verified
+    /// before under the current keys skips the signature check, but its `exp` and `nbf`
+    /// are checked against `now` every time.
     pub(crate) fn verify_at(&self, token: &str, now: u64) -> Result<Principal, AuthError> {
+        let key_generation = {
+            let verified = self.verified_tokens();
+            if let Some(entry) = verified.entries.get(token) {
+                check_time(entry.expires_at, entry.not_before, self.leeway_seconds, now)?;
+                return Ok(entry.principal.clone());
+            }
+            verified.key_generation
+        };
+
+        let CheckedClaims {
+            principal,
+            expires_at,
+            not_before,
+        } = self.verify_signature_and_claims(token, now)?;
+
+        let mut verified = self.verified_tokens();
+        if verified.key_generation == key_generation {
+            if verified.entries.len() >= VERIFIED_TOKENS_CAPACITY {
+                verified.entries.clear();
+            }
+            let entry = VerifiedToken {
+                principal: principal.clone(),
+                expires_at,
+                not_before,
+            };
+            verified.entries.insert(token.to_owned(), entry);
+        }
+        Ok(principal)
+    }
+
+    /// Checks the header, the signature and the claims.
+    fn verify_signature_and_claims(&self, token: &str, now: u64) -> Result<CheckedClaims, AuthError> {
         let header = parse_header(token)?;
 
         let keys = self.current_keys();
         let (algorithm, key) = self.select_key(&header, &keys)?;
 
         let mut validation = Validation::new(algorithm);
-        // Claims are checked by `principal_from_claims`, which reports each fault apart.
+        // Claims are checked by `check_claims`, which reports each fault apart.
         validation.validate_exp = false;
         validation.validate_nbf = false;
         validation.validate_aud = false;
@@ -194,7 +256,11 @@ impl Verifier {
             audience: &self.audience,
             leeway_seconds: self.leeway_seconds,
         };
-        principal_from_claims(&claims, &rules, now)
+        check_claims(&claims, &rules, now)
+    }
+
+    fn verified_tokens(&self) -> std::sync::MutexGuard<'_, VerifiedTokens> {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn current_keys(&self) -> Arc<KeySet> {

@@ -72,6 +72,12 @@ pub struct Settings {
     #[arg(long, env = "DOCKET_RELAY_POLL_INTERVAL", default_value = "500ms", value_parser = parse_positive_duration)]
     pub relay_poll_interval: Duration,
 
+    /// Pause after a delivery that emptied the outbox for a sink, so the next delivery
+    /// carries the events of that time in one batch, for example 20ms; 0s sends at once.
+    #[arg(long, env = "DOCKET_RELAY_LINGER", default_value = "20ms",
+        value_parser = docket_server::settings::duration_between(Duration::ZERO, Duration::from_secs(1)))]
+    pub relay_linger: Duration,
+
     /// Maximum wait between two delivery attempts after failures, for example 30s.
     #[arg(long, env = "DOCKET_RELAY_MAX_BACKOFF", default_value = "30s", value_parser = parse_positive_duration)]
     pub relay_max_backoff: Duration,
@@ -203,6 +209,7 @@ impl Service {
         let relay_settings = relay::RelaySettings {
             batch_size: i64::from(self.settings.relay_batch_size),
             poll_interval: self.settings.relay_poll_interval,
+            linger: self.settings.relay_linger,
             max_backoff: self.settings.relay_max_backoff,
         };
         // The relay reads the outbox, so it starts once the migrations have run.

@@ -1120,3 +1120,39 @@ fn pem_file_source_reads_the_file() {
 
     assert!(verifier.verify_at(&ed_token(&pair, "dev"), NOW).is_ok());
 }
+
+#[test]
+fn repeated_token_still_expires() {
+    let fixture = fixture();
+    let token = sign_ed(&fixture, &valid_claims());
+
+    let first = fixture.verifier.verify_at(&token, NOW).expect("valid at NOW");
+    let again = fixture.verifier.verify_at(&token, NOW + 100).expect("valid 100 s later");
+    let late = fixture.verifier.verify_at(&token, NOW + 330);
+
+    assert_eq!(first, again);
+    assert_eq!(late, Err(AuthError::Expired));
+}
+
+#[test]
+fn repeated_token_checks_not_before() {
+    let fixture = fixture();
+    let token = sign_ed(&fixture, &valid_claims());
+
+    assert!(fixture.verifier.verify_at(&token, NOW).is_ok());
+
+    assert_eq!(fixture.verifier.verify_at(&token, NOW - 100), Err(AuthError::NotYetValid));
+}
+
+#[test]
+fn repeated_token_with_altered_signature_is_rejected() {
+    let fixture = fixture();
+    let token = sign_ed(&fixture, &valid_claims());
+    assert!(fixture.verifier.verify_at(&token, NOW).is_ok());
+
+    // The same header and claims with another signature must be checked again.
+    let (signed, _) = token.rsplit_once('.').expect("three parts");
+    let forged = format!("{signed}.{}", URL_SAFE_NO_PAD.encode([7u8; 64]));
+
+    assert_eq!(fixture.verifier.verify_at(&forged, NOW), Err(AuthError::BadSignature));
+}

@@ -437,20 +437,27 @@ async fn resolve_id(conn: &mut AsyncPgConnection, target: &TicketRef) -> Result<
     id.ok_or_else(|| Error::NotFound(target.to_string()))
 }
 
-/// Loads a ticket, locking its row until the transaction ends when `lock` is set.
+/// Loads a ticket, locking its row until the transaction ends when `lock` is set. The
+/// ticket is read by its id or its unique key in one statement.
 async fn load(
     conn: &mut AsyncPgConnection,
     target: &TicketRef,
     lock: bool,
 ) -> Result<Ticket, Error> {
-    let id = resolve_id(conn, target).await?;
-    let query = tickets::table.find(id).select(TicketRow::as_select());
-    let row: TicketRow = if lock {
-        query.for_update().first(conn).await?
-    } else {
-        query.first(conn).await?
+    let by_id = |id: Uuid| tickets::table.find(id).select(TicketRow::as_select());
+    let by_key = |key: &str| {
+        tickets::table
+            .filter(tickets::key.eq(key.to_owned()))
+            .select(TicketRow::as_select())
     };
-    row.into_ticket()
+    let row: Option<TicketRow> = match (target, lock) {
+        (TicketRef::Id(id), false) => by_id(*id).first(conn).await.optional()?,
+        (TicketRef::Id(id), true) => by_id(*id).for_update().first(conn).await.optional()?,
+        (TicketRef::Key(key), false) => by_key(key.as_str()).first(conn).await.optional()?,
+        (TicketRef::Key(key), true) => by_key(key.as_str()).for_update().first(conn).await.optional()?,
+    };
+    row.ok_or_else(|| Error::NotFound(target.to_string()))?
+        .into_ticket()
 }
 
 /// Appends the history entry and the outbox event of a change that the caller's
