@@ -55,7 +55,7 @@ pub struct ServiceProcess {
 impl ServiceProcess {
     /// Starts `binary` (`docket-ticket`, `docket-audit` or `docket-metrics`) on `addr` and
     /// `db` with the test keys, the arguments every test service gets, and `extra`. The
-    /// child sees no DOCKET_* or OTEL_* variable of the test's environment.
+    /// environment of the child keeps no DOCKET_* or OTEL_* variable of the test.
     pub fn spawn(binary: &'static str, db: &TestDb, addr: SocketAddr, extra: &[String]) -> ServiceProcess {
         ServiceProcess::spawn_with_env(ProcessArgs { binary, db: db.clone(), addr, extra: extra.to_vec() }, &[])
     }
