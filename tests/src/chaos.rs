@@ -49,7 +49,7 @@ impl Tally {
         )
     }
 
-    /// Prints the header and this row, so each test's output stands alone.
+    /// Prints the header and this row, so each test's output is readable on its own.
     pub fn print(&self) {
         println!("{HEADER}\n{}", self.row());
     }

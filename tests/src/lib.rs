@@ -210,7 +210,7 @@ where
 }
 
 /// Returns whether the service on `addr` reports SERVING for the empty service name, or
-/// `None` when it does not answer.
+/// `None` when the health check fails.
 pub async fn health_status(addr: SocketAddr) -> Option<bool> {
     let channel = Channel::from_shared(format!("http://{addr}")).ok()?.connect().await.ok()?;
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);

@@ -87,8 +87,8 @@ async fn audit_outage_backlog_drains_once() {
     let stuck_attempts: f64 = stuck.rsplit(' ').next().and_then(|value| value.parse().ok()).expect("a sample value");
     assert!(stuck_attempts >= 1.0, "the oldest pending event shows its failed attempts: {stuck}");
 
-    // Doubling from the minimum to the maximum takes log2(max / min) steps, then one attempt
-    // per maximum wait; a few more allow for the wake-ups of new commits.
+    // Doubling from the minimum to the maximum takes log2(max / min) steps, and then the
+    // relay tries once per maximum wait. Three more allow for the wake-ups of new commits.
     let doublings = (MAX_BACKOFF.as_secs_f64() / MIN_BACKOFF.as_secs_f64()).log2().ceil();
     let bound = doublings + (wall.as_secs_f64() / MAX_BACKOFF.as_secs_f64()).ceil() + 3.0;
     println!("relay while audit was down for {wall:?}: {attempts} failed attempts (bound {bound}), CPU {cpu:?} of the ticket process");

@@ -545,7 +545,7 @@ async fn send_partial_messages(addr: SocketAddr, streams: usize, declared: usize
             .body(())
             .expect("a valid request");
         let (response, mut stream) = client.send_request(request, false).expect("send the request headers");
-        // The server may already have reset the stream, and then its response says why.
+        // The server may already have reset the stream, and then its response gives the reason.
         let _ = stream.send_data(body.clone(), false);
         open_streams.push(stream);
         waiting.spawn(async move {

@@ -79,7 +79,15 @@ async fn ticket_calls_are_counted_by_code() {
     let append_ok = r#"grpc_server_handled_total{grpc_service="docket.audit.v1.AuditService",grpc_method="AppendEvents",grpc_code="OK"}"#;
     assert!(sample(&audit_text, append_ok).is_some_and(|count| count >= 1.0), "audit counts its AppendEvents calls");
 
-    let metrics_text = scrape(suite.metrics.prometheus).await;
+    // The relay delivers to metrics in its own loop, which may lag the audit loop, and it
+    // marks a batch delivered only after the metrics service has applied it.
+    let applied = eventually(Duration::from_secs(10), || async {
+        let pending = sample(&scrape(suite.ticket.prometheus).await, r#"docket_outbox_pending_events{sink="metrics"}"#)?;
+        (pending == 0.0).then_some(())?;
+        Some(scrape(suite.metrics.prometheus).await)
+    })
+    .await;
+    let metrics_text = applied.expect("the relay delivers every event to metrics");
     assert_eq!(sample(&metrics_text, "docket_metrics_applied_events_total"), Some(3.0), "metrics:\n{metrics_text}");
     let mut auditor = docket_tests::audit_client(suite.audit.addr).await;
     let records = auditor.list_records(ListRecordsRequest::default()).await.expect("list the ledger").into_inner().records;

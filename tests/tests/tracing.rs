@@ -65,7 +65,7 @@ async fn create_ticket_traces_through_all_services() {
         panic!("spans of trace {CLIENT_TRACE_ID} never all arrived; received {:?}", names(&receiver.spans()))
     });
 
-    // The received trace, one span per line, for whoever reads the test's output.
+    // Prints the received trace, one span per line, for `--nocapture` runs.
     for span in &spans {
         let parent = span.parent_span_id.as_deref().unwrap_or("-");
         println!("trace {} span {} parent {parent} {:?} {}", span.trace_id, span.span_id, span.kind, span.name);

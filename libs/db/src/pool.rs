@@ -64,8 +64,9 @@ pub fn connect(url: &str, options: &PoolOptions) -> Pool {
 /// Minimum time between two logged connection failures of one pool.
 const CONNECT_ERROR_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
-/// Logs why the pool could not open a connection, which a caller waiting in `get` never
-/// sees, at most once per [`CONNECT_ERROR_LOG_INTERVAL`] with the count of failures since.
+/// Logs why the pool could not open a connection, because a caller waiting in `get` gets
+/// only a timeout. It logs at most once per [`CONNECT_ERROR_LOG_INTERVAL`], with the count
+/// of failures since the previous line.
 #[derive(Clone, Debug, Default)]
 struct ConnectErrorLog {
     state: std::sync::Arc<std::sync::Mutex<(Option<std::time::Instant>, u64)>>,

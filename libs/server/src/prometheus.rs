@@ -17,7 +17,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
@@ -61,6 +61,25 @@ impl MetricsBuilder {
         self.registry.register_collector(Box::new(PoolCollector { pool }));
     }
 
+    /// Registers a gauge that a one-row query with an `int8` column named `value` reads at
+    /// each scrape. A failed query logs a warning and keeps the last value, so the scrape
+    /// still succeeds.
+    pub fn register_query_gauge(&mut self, name: &'static str, help: &str, pool: docket_db::Pool, sql: &'static str) {
+        let gauge = Gauge::<i64>::default();
+        self.registry.register(name, help, gauge.clone());
+        self.on_scrape(Arc::new(move || {
+            let (pool, gauge) = (pool.clone(), gauge.clone());
+            Box::pin(async move {
+                match query_value(&pool, sql).await {
+                    Ok(value) => {
+                        gauge.set(value);
+                    }
+                    Err(error) => tracing::warn!(%error, metric = name, "cannot read a metric from the database"),
+                }
+            })
+        }));
+    }
+
     pub fn build(self) -> Metrics {
         Metrics { inner: Arc::new(self) }
     }
@@ -79,7 +98,7 @@ impl Metrics {
             refresh().await;
         }
         let mut text = String::new();
-        // Writing into a String cannot fail, and the metric types encode without errors.
+        // Writing into a String cannot fail, so an error here would come from a collector.
         if let Err(error) = prometheus_client::encoding::text::encode(&mut text, &self.inner.registry) {
             tracing::error!(%error, "encoding the metrics failed");
         }
@@ -87,10 +106,13 @@ impl Metrics {
     }
 }
 
-/// Binds the metrics endpoint. Binding happens before serving, so a port taken by another
-/// process stops the service at start.
-pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
-    TcpListener::bind(address).await
+/// Binds the metrics endpoint and returns it with its bound address (the port differs from
+/// `address` when that asks for port 0). Binding happens before serving, so a port taken by
+/// another process stops the service at start.
+pub async fn bind(address: SocketAddr) -> std::io::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind(address).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
 }
 
 /// Serves `GET /metrics` on `listener` until `stop` turns true.
@@ -115,6 +137,20 @@ pub async fn serve(listener: TcpListener, metrics: Metrics, mut stop: tokio::syn
         tracing::error!(%error, "metrics endpoint failed");
     }
     tracing::info!("metrics endpoint stopped");
+}
+
+#[derive(diesel::QueryableByName)]
+struct ValueRow {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    value: i64,
+}
+
+async fn query_value(pool: &docket_db::Pool, sql: &str) -> Result<i64, String> {
+    use diesel_async::RunQueryDsl;
+
+    let mut conn = pool.get().await.map_err(|error| docket_db::DbError::from(error).to_string())?;
+    let row: ValueRow = diesel::sql_query(sql).get_result(&mut conn).await.map_err(|error| error.to_string())?;
+    Ok(row.value)
 }
 
 #[derive(Debug)]

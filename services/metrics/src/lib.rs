@@ -87,10 +87,9 @@ impl Service {
         let address = settings.common.listen_addr.unwrap_or(DEFAULT_ADDR);
         let (incoming, local_addr) = server_grpc::bind_with(address, &settings.common.grpc).await.map_err(|source| Error::Bind { address, source })?;
         let prometheus_address = settings.common.prometheus_listen_addr.unwrap_or(DEFAULT_PROMETHEUS_ADDR);
-        let prometheus = docket_server::prometheus::bind(prometheus_address)
+        let (prometheus, prometheus_addr) = docket_server::prometheus::bind(prometheus_address)
             .await
             .map_err(|source| Error::Bind { address: prometheus_address, source })?;
-        let prometheus_addr = prometheus.local_addr().map_err(|source| Error::Bind { address: prometheus_address, source })?;
         Ok(Service {
             settings,
             pool,

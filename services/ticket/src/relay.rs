@@ -148,7 +148,7 @@ fn decode(pending: &[PendingEvent]) -> Result<Vec<Event>, String> {
         .collect()
 }
 
-/// What every delivery loop shares.
+/// State shared by the delivery loops of both sinks.
 #[derive(Clone)]
 pub struct Relay {
     pub pool: docket_db::Pool,
