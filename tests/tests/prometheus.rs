@@ -52,6 +52,8 @@ async fn ticket_calls_are_counted_by_code() {
 
     let text = scrape(suite.ticket.prometheus).await;
     assert_eq!(sample(&text, CREATE_OK), Some(3.0), "three successful creates:\n{text}");
+    let doubled: Vec<&str> = text.lines().filter(|line| line.starts_with("# HELP") && line.ends_with("..")).collect();
+    assert!(doubled.is_empty(), "help texts end with one period: {doubled:?}");
     assert_eq!(sample(&text, CREATE_INVALID), Some(1.0), "one invalid create");
     assert_eq!(sample(&text, CREATE_DENIED), Some(1.0), "one denied create");
     assert_eq!(sample(&text, CREATE_UNAUTHENTICATED), Some(1.0), "one unauthenticated create");

@@ -3,7 +3,8 @@
 //!
 //! Call metrics use the names of go-grpc-prometheus (`grpc_server_handled_total`,
 //! `grpc_server_handling_seconds`), which dashboards for gRPC servers expect. Docket's own
-//! metrics start with `docket_`.
+//! metrics start with `docket_`. Help texts carry no final period, because prometheus-client
+//! 0.26 adds one when it encodes them.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -164,21 +165,21 @@ impl Collector for PoolCollector {
         let in_use = state.connections.saturating_sub(state.idle_connections);
         let max = self.pool.config().max_size;
         let gauges = [
-            ("docket_db_pool_connections_in_use", "Database connections checked out of the pool.", u64::from(in_use)),
-            ("docket_db_pool_connections_idle", "Open database connections waiting in the pool.", u64::from(state.idle_connections)),
-            ("docket_db_pool_connections_max", "Upper bound on open database connections (--db-max-connections).", u64::from(max)),
-            ("docket_db_pool_pending_acquires", "Requests waiting for a free database connection.", state.statistics.pending_gets()),
+            ("docket_db_pool_connections_in_use", "Database connections checked out of the pool", u64::from(in_use)),
+            ("docket_db_pool_connections_idle", "Open database connections waiting in the pool", u64::from(state.idle_connections)),
+            ("docket_db_pool_connections_max", "Upper bound on open database connections (--db-max-connections)", u64::from(max)),
+            ("docket_db_pool_pending_acquires", "Requests waiting for a free database connection", state.statistics.pending_gets()),
         ];
         for (name, help, value) in gauges {
             let gauge = ConstGauge::new(i64::try_from(value).unwrap_or(i64::MAX));
             gauge.encode(encoder.encode_descriptor(name, help, None, gauge.metric_type())?)?;
         }
         let counters = [
-            ("docket_db_pool_acquire_timeouts", "Requests that gave up waiting for a database connection.", state.statistics.get_timed_out),
-            ("docket_db_pool_connections_created", "Database connections opened.", state.statistics.connections_created),
+            ("docket_db_pool_acquire_timeouts", "Requests that gave up waiting for a database connection", state.statistics.get_timed_out),
+            ("docket_db_pool_connections_created", "Database connections opened", state.statistics.connections_created),
             (
                 "docket_db_pool_connections_closed_broken",
-                "Database connections closed because they were broken, including those left inside a transaction.",
+                "Database connections closed because they were broken, including those left inside a transaction",
                 state.statistics.connections_closed_broken,
             ),
         ];
@@ -217,10 +218,10 @@ impl RpcMetricsLayer {
         let handled = Family::<CallLabels, Counter>::default();
         let handling: HistogramFamily = Family::new_with_constructor(handling_histogram);
         let registry = builder.registry();
-        registry.register("grpc_server_handled", "Calls completed on the server, by status code.", handled.clone());
+        registry.register("grpc_server_handled", "Calls completed on the server, by status code", handled.clone());
         registry.register(
             "grpc_server_handling_seconds",
-            "Time from the start of a call to its status, in seconds.",
+            "Time from the start of a call to its status, in seconds",
             handling.clone(),
         );
         Self { handled, handling }

@@ -15,15 +15,15 @@ impl AuditMetrics {
     pub fn register(builder: &mut MetricsBuilder, pool: docket_db::Pool) -> Self {
         let metrics = AuditMetrics::default();
         let registry = builder.registry();
-        registry.register("docket_audit_appended_events", "Events appended to the ledger.", metrics.appended.clone());
+        registry.register("docket_audit_appended_events", "Events appended to the ledger", metrics.appended.clone());
         registry.register(
             "docket_audit_already_present_events",
-            "Events received again and skipped because the ledger already had their id.",
+            "Events received again and skipped because the ledger already had their id",
             metrics.already_present.clone(),
         );
         builder.register_query_gauge(
             "docket_audit_ledger_head_seq",
-            "Sequence number of the newest ledger record.",
+            "Sequence number of the newest ledger record",
             pool,
             "SELECT seq AS value FROM ledger_head WHERE id = 1",
         );

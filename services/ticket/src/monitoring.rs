@@ -45,26 +45,26 @@ impl RelayMetrics {
         let oldest = Family::<SinkLabel, Gauge<f64, AtomicU64>>::default();
         let oldest_attempts = Family::<OldestLabels, Gauge>::default();
         let registry = builder.registry();
-        registry.register("docket_relay_delivered_events", "Outbox events delivered, by sink.", metrics.delivered.clone());
+        registry.register("docket_relay_delivered_events", "Outbox events delivered, by sink", metrics.delivered.clone());
         registry.register(
             "docket_relay_failed_attempts",
-            "Delivery attempts that failed and will be retried, by sink.",
+            "Delivery attempts that failed and will be retried, by sink",
             metrics.failed_attempts.clone(),
         );
         registry.register(
             "docket_relay_given_up_events",
-            "Outbox events the relay stopped retrying, by sink. The relay retries every event until it is delivered, so this stays 0; alert if it ever rises.",
+            "Outbox events the relay stopped retrying, by sink. The relay retries every event until it is delivered, so this stays 0; alert if it ever rises",
             metrics.given_up.clone(),
         );
-        registry.register("docket_outbox_pending_events", "Outbox events not yet delivered, by sink.", pending.clone());
+        registry.register("docket_outbox_pending_events", "Outbox events not yet delivered, by sink", pending.clone());
         registry.register(
             "docket_outbox_oldest_pending_age_seconds",
-            "Age of the oldest undelivered outbox event in seconds, by sink; 0 when none is pending.",
+            "Age of the oldest undelivered outbox event in seconds, by sink; 0 when none is pending",
             oldest.clone(),
         );
         registry.register(
             "docket_outbox_oldest_pending_attempts",
-            "Failed delivery attempts of the oldest undelivered outbox event, labelled with its event id; absent when none is pending.",
+            "Failed delivery attempts of the oldest undelivered outbox event, labelled with its event id; absent when none is pending",
             oldest_attempts.clone(),
         );
         for sink in [Sink::Audit, Sink::Metrics] {
