@@ -208,6 +208,17 @@ impl Drop for ServiceProcess {
     }
 }
 
+/// Arguments the metrics service needs beyond the common ones: the key it signs its calls
+/// to audit with, and the audit service's address when one runs. The benchmark's calls are
+/// never denied, so a metrics service without an audit service never calls it.
+pub fn metrics_args(audit: Option<SocketAddr>) -> Vec<String> {
+    let mut args = vec!["--service-signing-key".to_owned(), docket_tests::keys().metrics_service_key.display().to_string()];
+    if let Some(audit) = audit {
+        args.extend(["--audit-addr".to_owned(), audit.to_string()]);
+    }
+    args
+}
+
 /// Ticket, audit and metrics services wired together, each on a fresh database.
 pub struct Suite {
     pub ticket: ServiceProcess,
@@ -223,7 +234,8 @@ impl Suite {
         let metrics_label = format!("{label}_metrics");
         let ticket_label = format!("{label}_ticket");
         let audit = ServiceProcess::start(context, "audit", &audit_label, context.database(&audit_label), &[]).await?;
-        let metrics = ServiceProcess::start(context, "metrics", &metrics_label, context.database(&metrics_label), &[]).await?;
+        let metrics_args = metrics_args(Some(audit.addr));
+        let metrics = ServiceProcess::start(context, "metrics", &metrics_label, context.database(&metrics_label), &metrics_args).await?;
         let keys = docket_tests::keys();
         let ticket_args = vec![
             "--audit-addr".to_owned(),

@@ -147,6 +147,20 @@ pub fn rows(results: &Results) -> Vec<Row> {
                 Some(summary.p99_ms < limit_ms),
             ));
         }
+        rows.push(plain_row(
+            "4",
+            format!("first GetResponseMetrics after seeding {} tickets", metrics.tickets),
+            format!("{:.0} ms, which includes loading them into memory", metrics.whole_history.first_call_ms),
+            "",
+            None,
+        ));
+        rows.push(plain_row(
+            "4",
+            format!("docket-metrics resident memory, {} tickets held", metrics.tickets),
+            format!("{:.1} MiB, peak {:.1} MiB", mib(metrics.memory.rss_kib), mib(metrics.memory.peak_kib)),
+            "",
+            None,
+        ));
     }
     if let Some(audit) = &results.audit {
         rows.push(plain_row(

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use docket_auth::Role;
 use docket_proto::audit::v1::ListRecordsRequest;
+use docket_proto::metrics::v1::GetResponseMetricsRequest;
 use docket_proto::ticket::v1::ticket_service_client::TicketServiceClient;
 use docket_proto::ticket::v1::*;
 use docket_tests::{Suite, TestDb, eventually, sample, scrape, start_metrics, start_ticket, ticket_client, ticket_client_as, unused_addr};
@@ -91,6 +92,14 @@ async fn ticket_calls_are_counted_by_code() {
     .await;
     let metrics_text = applied.expect("the relay delivers every event to metrics");
     assert_eq!(sample(&metrics_text, "docket_metrics_applied_events_total"), Some(3.0), "metrics:\n{metrics_text}");
+    // A query refreshes the in-memory copy of the projection, which then holds the three
+    // tickets.
+    let mut metrics_client = docket_tests::metrics_client(suite.metrics.addr).await;
+    metrics_client.get_response_metrics(GetResponseMetricsRequest::default()).await.expect("query the metrics");
+    let metrics_text = scrape(suite.metrics.prometheus).await;
+    assert_eq!(sample(&metrics_text, "docket_metrics_memory_tickets"), Some(3.0), "metrics:\n{metrics_text}");
+    assert!(sample(&metrics_text, "docket_metrics_memory_refreshes_total").is_some_and(|count| count >= 1.0));
+    assert!(sample(&metrics_text, "docket_metrics_memory_rows_read_total").is_some_and(|count| count >= 1.0));
     let mut auditor = docket_tests::audit_client(suite.audit.addr).await;
     let records = auditor.list_records(ListRecordsRequest::default()).await.expect("list the ledger").into_inner().records;
     assert_eq!(records.len(), 4, "the counters match the ledger");

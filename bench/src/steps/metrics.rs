@@ -12,12 +12,14 @@ use docket_tests::AuthChannel;
 use serde::Serialize;
 
 use crate::Plan;
-use crate::cluster::{Context, ServiceProcess};
+use crate::cluster::{Context, Memory, ServiceProcess};
 use crate::load;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct QuerySummary {
     pub calls: u64,
+    /// The unmeasured first call.
+    pub first_call_ms: f64,
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
@@ -32,11 +34,14 @@ pub struct MetricsResults {
     pub seed_seconds: f64,
     pub whole_history: QuerySummary,
     pub last_30_days: QuerySummary,
+    /// Memory of the metrics service after the queries, which holds the projection in
+    /// memory.
+    pub memory: Memory,
 }
 
 pub async fn run(context: &Context, plan: &Plan) -> anyhow::Result<MetricsResults> {
     let label = "metrics_scale";
-    let service = ServiceProcess::start(context, "metrics", label, context.database(label), &[]).await?;
+    let service = ServiceProcess::start(context, "metrics", label, context.database(label), &crate::cluster::metrics_args(None)).await?;
     let outcome = run_with(&service, plan).await;
     service.stop_and_drop().await?;
     outcome
@@ -81,6 +86,7 @@ async fn run_with(service: &ServiceProcess, plan: &Plan) -> anyhow::Result<Metri
         seed_seconds,
         whole_history,
         last_30_days,
+        memory: service.memory()?,
     })
 }
 
@@ -88,9 +94,12 @@ async fn run_with(service: &ServiceProcess, plan: &Plan) -> anyhow::Result<Metri
 const MIN_CALLS: u64 = 10;
 
 /// Calls `request` one after another for the plan's query time (at least [`MIN_CALLS`]
-/// times), after one call that warms the caches.
+/// times), after one call that warms the caches. For the first query, that call also
+/// loads the seeded rows into the service's memory.
 async fn repeat(client: &mut MetricsServiceClient<AuthChannel>, request: &GetResponseMetricsRequest, plan: &Plan) -> anyhow::Result<QuerySummary> {
+    let started = Instant::now();
     client.get_response_metrics(request.clone()).await.context("GetResponseMetrics")?;
+    let first_call_ms = started.elapsed().as_secs_f64() * 1000.0;
     let mut histogram = load::latency_histogram();
     let deadline = Instant::now() + Duration::from_secs(plan.query_seconds);
     let mut groups = 0;
@@ -102,6 +111,7 @@ async fn repeat(client: &mut MetricsServiceClient<AuthChannel>, request: &GetRes
     }
     Ok(QuerySummary {
         calls: histogram.len(),
+        first_call_ms,
         p50_ms: load::millis(histogram.value_at_quantile(0.5)),
         p99_ms: load::millis(histogram.value_at_quantile(0.99)),
         max_ms: load::millis(histogram.max()),

@@ -43,6 +43,10 @@ pub enum Error {
 
     #[error("gRPC server failed: {0}")]
     Serve(tonic::transport::Error),
+
+    /// A task of the service failed in a way no request can cause, such as a panic.
+    #[error("{0}")]
+    Internal(String),
 }
 
 impl From<diesel::result::Error> for Error {

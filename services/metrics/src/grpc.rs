@@ -1,23 +1,27 @@
-//! gRPC adapter of the metrics service: decodes requests, calls the domain and storage,
-//! and maps errors to status codes.
+//! gRPC adapter of the metrics service: decodes requests, calls the domain, the storage
+//! and the in-memory projection, and maps errors to status codes.
 
 use docket_proto::metrics::v1 as proto;
 use docket_proto::metrics::v1::metrics_service_server::MetricsService;
 use docket_server::Caller;
 use tonic::{Request, Response, Status};
 
+use std::sync::Arc;
+
 use crate::domain::query::{DurationStats, GroupReport, Population};
 use crate::domain::{events, query};
+use crate::mirror::Mirror;
 use crate::storage;
 
 pub struct MetricsApi {
     pool: docket_db::Pool,
+    mirror: Arc<Mirror>,
     counters: crate::monitoring::ProjectionMetrics,
 }
 
 impl MetricsApi {
-    pub fn new(pool: docket_db::Pool, counters: crate::monitoring::ProjectionMetrics) -> Self {
-        Self { pool, counters }
+    pub fn new(pool: docket_db::Pool, mirror: Arc<Mirror>, counters: crate::monitoring::ProjectionMetrics) -> Self {
+        Self { pool, mirror, counters }
     }
 }
 
@@ -55,7 +59,7 @@ impl MetricsService for MetricsApi {
         tracing::Span::current().record("caller", caller.subject.as_str());
 
         let metrics_query = query::parse_query(request.get_ref())?;
-        let (counts, results) = storage::metrics::response_metrics(&self.pool, &metrics_query).await?;
+        let (counts, results) = self.mirror.query(&self.pool, &metrics_query).await?;
         let groups = query::assemble(counts, results).into_iter().map(group_to_proto).collect();
 
         Ok(Response::new(proto::GetResponseMetricsResponse { groups }))

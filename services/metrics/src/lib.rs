@@ -4,6 +4,7 @@ mod denials;
 mod domain;
 mod error;
 mod grpc;
+mod mirror;
 mod monitoring;
 mod storage;
 
@@ -133,25 +134,18 @@ impl Service {
             },
             ready_tx,
         ));
-        // The forwarder reads the denial outbox, so it starts once the migrations have run.
-        let wake = Arc::new(tokio::sync::Notify::new());
-        let forwarder_start = (self.pool.clone(), self.audit, self.credentials, wake.clone(), stop_rx);
-        let forwarder_task = tokio::spawn(async move {
-            if ready_rx.await.is_err() {
-                return;
-            }
-            let (pool, audit, credentials, wake, stop) = forwarder_start;
-            denials::forward(pool, audit, credentials, wake, stop).await;
-        });
         let (reflection_v1, reflection_v1alpha) = server_grpc::reflection(SERVICE_NAME);
 
         let mut metrics_builder = docket_server::prometheus::MetricsBuilder::new();
         metrics_builder.register_pool(self.pool.clone());
         let rpc_metrics = docket_server::prometheus::RpcMetricsLayer::new(&mut metrics_builder);
         let counters = monitoring::ProjectionMetrics::register(&mut metrics_builder, self.pool.clone());
+        let mirror = Arc::new(mirror::Mirror::new(monitoring::register_mirror(&mut metrics_builder)));
         let prometheus_task = tokio::spawn(docket_server::prometheus::serve(self.prometheus, metrics_builder.build(), stop_tx.subscribe()));
+        let wake = Arc::new(tokio::sync::Notify::new());
+        let forwarder_task = tokio::spawn(after_migrations(ready_rx, self.pool.clone(), mirror.clone(), self.audit, self.credentials, wake.clone(), stop_rx));
 
-        let metrics = grpc::MetricsApi::new(self.pool.clone(), counters);
+        let metrics = grpc::MetricsApi::new(self.pool.clone(), mirror, counters);
         let auth = AuthLayer::new(self.verifier.clone()).on_denied(Arc::new(denials::DenialOutbox::new(self.pool.clone(), wake)));
         let router = server_grpc::server_builder_with(&self.settings.common.grpc)
             .add_service(health_service)
@@ -174,4 +168,28 @@ impl Service {
         tracing::info!("metrics service stopped");
         served.map_err(Error::Serve)
     }
+}
+
+/// Work that reads tables the migrations create, started once they have run: loading the
+/// projection into memory, so the first query does not wait for it, and forwarding the
+/// denial outbox.
+async fn after_migrations(
+    ready: tokio::sync::oneshot::Receiver<()>,
+    pool: docket_db::Pool,
+    mirror: Arc<mirror::Mirror>,
+    audit: tonic::transport::Channel,
+    credentials: Arc<ServiceCredentials>,
+    wake: Arc<tokio::sync::Notify>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) {
+    if ready.await.is_err() {
+        return;
+    }
+    let load_pool = pool.clone();
+    tokio::spawn(async move {
+        if let Err(error) = mirror.refresh(&load_pool, std::time::Instant::now()).await {
+            tracing::warn!(%error, "could not load the projection into memory at start; the first query will try again");
+        }
+    });
+    denials::forward(pool, audit, credentials, wake, stop).await;
 }

@@ -3,6 +3,8 @@
 use docket_server::prometheus::MetricsBuilder;
 use prometheus_client::metrics::counter::Counter;
 
+use crate::mirror::MirrorMetrics;
+
 /// Counters that RecordEvents updates.
 #[derive(Clone, Debug, Default)]
 pub struct ProjectionMetrics {
@@ -30,4 +32,18 @@ impl ProjectionMetrics {
         );
         metrics
     }
+}
+
+/// Registers the gauge and counters of the in-memory copy of the projection.
+pub fn register_mirror(builder: &mut MetricsBuilder) -> MirrorMetrics {
+    let metrics = MirrorMetrics::default();
+    let registry = builder.registry();
+    registry.register("docket_metrics_memory_tickets", "Tickets held in the in-memory copy of the projection", metrics.tickets.clone());
+    registry.register(
+        "docket_metrics_memory_rows_read",
+        "Projection rows read from the database to bring the in-memory copy up to date",
+        metrics.rows_read.clone(),
+    );
+    registry.register("docket_metrics_memory_refreshes", "Refreshes of the in-memory copy of the projection", metrics.refreshes.clone());
+    metrics
 }

@@ -32,24 +32,6 @@ pub enum Population {
     Duplicate,
 }
 
-impl Population {
-    /// Name the storage layer uses for this population.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Population::Incident => "incident",
-            Population::FalsePositive => "false_positive",
-            Population::Benign => "benign",
-            Population::Duplicate => "duplicate",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Population> {
-        [Population::Incident, Population::FalsePositive, Population::Benign, Population::Duplicate]
-            .into_iter()
-            .find(|population| population.as_str() == text)
-    }
-}
-
 /// One of the four response-time metrics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Metric {

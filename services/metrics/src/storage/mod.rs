@@ -1,7 +1,7 @@
-//! The only place with SQL: the incident projection and the metric queries over it.
+//! The only place with SQL: the incident projection, its changes and the denial outbox.
 
+pub mod changes;
 pub mod denials;
-pub mod metrics;
 pub mod projection;
 mod schema;
 

@@ -150,17 +150,34 @@ impl Store {
         Ok(ticket)
     }
 
-    /// Reads one ticket and its worklog, oldest comment first.
+    /// Reads one ticket and its worklog, oldest comment first. Both statements are sent
+    /// together on the connection's pipeline, so the read costs one round trip; the
+    /// comments are selected by the same id or key as the ticket.
     pub async fn get(&self, target: &TicketRef) -> Result<(Ticket, Vec<Comment>), Error> {
-        let mut conn = self.conn().await?;
-        let ticket = load(&mut conn, target, false).await?;
-        let comments: Vec<CommentRow> = ticket_comments::table
-            .filter(ticket_comments::ticket_id.eq(ticket.id))
+        let conn = self.conn().await?;
+        let (ticket_query, comments_query) = match target {
+            TicketRef::Id(id) => (
+                tickets::table.find(*id).into_boxed(),
+                ticket_comments::table.filter(ticket_comments::ticket_id.eq(*id)).into_boxed(),
+            ),
+            TicketRef::Key(key) => (
+                tickets::table.filter(tickets::key.eq(key.as_str().to_owned())).into_boxed(),
+                ticket_comments::table
+                    .filter(ticket_comments::ticket_id.eq_any(tickets::table.filter(tickets::key.eq(key.as_str().to_owned())).select(tickets::id)))
+                    .into_boxed(),
+            ),
+        };
+        // Queries run through a shared reference to the connection may be in flight
+        // together, which diesel-async allows for PostgreSQL.
+        let conn: &AsyncPgConnection = &conn;
+        let ticket = ticket_query.select(TicketRow::as_select()).first::<TicketRow>(&mut &*conn);
+        let comments = comments_query
             .order((ticket_comments::created_at.asc(), ticket_comments::id.asc()))
             .select(CommentRow::as_select())
-            .load(&mut conn)
-            .await?;
-        Ok((ticket, comments.into_iter().map(Comment::from).collect()))
+            .load::<CommentRow>(&mut &*conn);
+        let (ticket, comments) = futures::join!(ticket, comments);
+        let ticket = ticket.optional()?.ok_or_else(|| Error::NotFound(target.to_string()))?.into_ticket()?;
+        Ok((ticket, comments?.into_iter().map(Comment::from).collect()))
     }
 
     /// Applies `apply` to the current ticket under a row lock and commits the result with

@@ -10,7 +10,7 @@ use std::future::Future;
 
 use diesel::QueryableByName;
 use diesel::sql_types::{Array, BigInt, Bytea, Integer, Text, Uuid as SqlUuid};
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, RunQueryDsl, SimpleAsyncConnection};
 use uuid::Uuid;
 
 use crate::Error;
@@ -111,6 +111,10 @@ where
     let column = sink.column();
     let round = conn
         .transaction::<_, RoundError, _>(async |conn| {
+            // The commit only marks rows delivered. Should a crash lose it, the rows are
+            // sent again, and both receivers ignore an event id they have seen, so the
+            // relay need not wait for the disk here; the creates it competes with do.
+            conn.batch_execute("SET LOCAL synchronous_commit = off").await?;
             let heads: Vec<TicketIdRow> = diesel::sql_query(format!(
                 "SELECT o.ticket_id FROM outbox o \
                  WHERE o.{column} IS NULL \

@@ -1,0 +1,147 @@
+//! Reads the projection rows written since an earlier read, which keeps the service's
+//! in-memory copy of `incidents` equal to the table.
+//!
+//! Every row stores in `changed_by` the id of the transaction that last wrote it. A read
+//! runs in one REPEATABLE READ snapshot and returns, besides the rows, the snapshot's
+//! xmin: every transaction below it had ended when the snapshot was taken. A transaction
+//! that the snapshot could not see has an id at or above that xmin, so the next read, which
+//! selects rows with `changed_by` at or above it, finds its rows once it has committed,
+//! however late that is. Rows are never deleted from `incidents`, so rows are all a read
+//! needs to return.
+
+use chrono::{DateTime, Utc};
+use diesel::QueryableByName;
+use diesel::sql_types::{Bool, Nullable, Text, Timestamptz};
+use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use uuid::Uuid;
+
+use crate::Error;
+
+/// Rows fetched per round trip, which bounds the memory a large first read needs before
+/// the rows are made compact.
+const FETCH_ROWS: usize = 10_000;
+
+/// The columns of an `incidents` row that the response-time statistics use.
+#[derive(QueryableByName, Clone, Debug, PartialEq)]
+pub struct IncidentRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    pub ticket_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub severity: String,
+    #[diesel(sql_type = Text)]
+    pub category: String,
+    #[diesel(sql_type = Text)]
+    pub status: String,
+    #[diesel(sql_type = Text)]
+    pub resolution: String,
+    #[diesel(sql_type = Text)]
+    pub team: String,
+    #[diesel(sql_type = Text)]
+    pub detection_source: String,
+    #[diesel(sql_type = Bool)]
+    pub imported: bool,
+    #[diesel(sql_type = Timestamptz)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub occurred_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub detected_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub contained_at: Option<DateTime<Utc>>,
+    #[diesel(sql_type = Nullable<Timestamptz>)]
+    pub last_resolved_at: Option<DateTime<Utc>>,
+}
+
+#[derive(QueryableByName)]
+struct HorizonRow {
+    #[diesel(sql_type = Text)]
+    horizon: String,
+}
+
+/// Point in the database's history up to which an in-memory copy is complete: the
+/// snapshot xmin of its latest read. Zero means nothing has been read yet.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Horizon(u64);
+
+/// Reads, in one snapshot, every row whose latest write is at or after `since`, and
+/// passes them to `consume` in batches of at most [`FETCH_ROWS`]. Returns how many rows
+/// were read and the horizon of this read.
+pub async fn read_changes(
+    pool: &docket_db::Pool,
+    since: Horizon,
+    mut consume: impl FnMut(Vec<IncidentRow>) + Send,
+) -> Result<(usize, Horizon), Error> {
+    let mut conn = pool.get().await?;
+    let result = conn
+        .build_transaction()
+        .read_only()
+        .repeatable_read()
+        .run(async |conn| {
+            // The first statement takes the transaction's snapshot, so the xmin read here
+            // belongs to the same snapshot as the rows below.
+            let row: HorizonRow = diesel::sql_query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS horizon")
+                .get_result(conn)
+                .await?;
+            let horizon = parse_horizon(&row.horizon)?;
+            let read = fetch_rows(conn, since, &mut consume).await?;
+            Ok::<_, Error>((read, horizon))
+        })
+        .await?;
+    Ok(result)
+}
+
+async fn fetch_rows(
+    conn: &mut AsyncPgConnection,
+    since: Horizon,
+    consume: &mut (impl FnMut(Vec<IncidentRow>) + Send),
+) -> Result<usize, Error> {
+    // DECLARE takes no bind parameters, so the bound is formatted into the statement. It
+    // is always an integer that this code parsed.
+    conn.batch_execute(&format!(
+        "DECLARE incident_changes NO SCROLL CURSOR FOR \
+         SELECT ticket_id, severity, category, status, resolution, team, detection_source, imported, \
+                created_at, occurred_at, detected_at, acknowledged_at, contained_at, last_resolved_at \
+         FROM incidents WHERE changed_by >= '{}'::xid8",
+        since.0
+    ))
+    .await?;
+    let mut read = 0;
+    loop {
+        let rows: Vec<IncidentRow> = diesel::sql_query(format!("FETCH {FETCH_ROWS} FROM incident_changes")).load(conn).await?;
+        let fetched = rows.len();
+        read += fetched;
+        if fetched > 0 {
+            consume(rows);
+        }
+        if fetched < FETCH_ROWS {
+            return Ok(read);
+        }
+    }
+}
+
+fn parse_horizon(text: &str) -> Result<Horizon, Error> {
+    text.parse().map(Horizon).map_err(|_| {
+        Error::Database(docket_db::DbError::Query(diesel::result::Error::DeserializationError(
+            format!("snapshot xmin {text:?} is not an unsigned integer").into(),
+        )))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn horizon_parses_xid8_text() {
+        assert_eq!(parse_horizon("727").unwrap(), Horizon(727));
+        assert_eq!(parse_horizon("18446744073709551615").unwrap(), Horizon(u64::MAX));
+        assert!(parse_horizon("-1").is_err());
+    }
+
+    #[test]
+    fn first_horizon_precedes_every_transaction() {
+        assert!(Horizon::default() < Horizon(3));
+    }
+}
