@@ -68,5 +68,11 @@ CREATE INDEX incidents_detected_at_idx ON incidents (detected_at) WHERE detected
 CREATE INDEX incidents_acknowledged_at_idx ON incidents (acknowledged_at) WHERE acknowledged_at IS NOT NULL;
 CREATE INDEX incidents_contained_at_idx ON incidents (contained_at) WHERE contained_at IS NOT NULL;
 CREATE INDEX incidents_last_resolved_at_idx ON incidents (last_resolved_at) WHERE last_resolved_at IS NOT NULL;
+DROP TRIGGER incidents_record_truncate ON incidents;
+DROP TRIGGER incidents_record_delete ON incidents;
+DROP FUNCTION incidents_record_deletion();
+DROP TABLE incident_deletions;
+DROP TRIGGER incidents_stamp_update ON incidents;
+DROP FUNCTION incidents_stamp_change();
 DROP INDEX incidents_changed_by_idx;
 ALTER TABLE incidents DROP COLUMN changed_by;

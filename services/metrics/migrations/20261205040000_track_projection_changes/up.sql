@@ -5,6 +5,46 @@
 ALTER TABLE incidents ADD COLUMN changed_by xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX incidents_changed_by_idx ON incidents (changed_by);
 
+-- An update stamps the row too, whether the service or an operator's SQL makes it.
+CREATE FUNCTION incidents_stamp_change() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.changed_by := pg_current_xact_id();
+    RETURN NEW;
+END;
+$$;
+
+CREATE TRIGGER incidents_stamp_update BEFORE UPDATE ON incidents
+    FOR EACH ROW EXECUTE FUNCTION incidents_stamp_change();
+
+-- The service never deletes projection rows, but an operator may. Each deleted ticket id
+-- is kept with the deleting transaction, and a TRUNCATE leaves one row without a ticket
+-- id, so the copy can drop the same rows.
+CREATE TABLE incident_deletions (
+    ticket_id  uuid,
+    changed_by xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    deleted_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX incident_deletions_changed_by_idx ON incident_deletions (changed_by);
+
+CREATE FUNCTION incidents_record_deletion() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'TRUNCATE' THEN
+        INSERT INTO incident_deletions (ticket_id) VALUES (NULL);
+    ELSE
+        INSERT INTO incident_deletions (ticket_id) SELECT ticket_id FROM old_rows;
+    END IF;
+    RETURN NULL;
+END;
+$$;
+
+CREATE TRIGGER incidents_record_delete AFTER DELETE ON incidents
+    REFERENCING OLD TABLE AS old_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION incidents_record_deletion();
+CREATE TRIGGER incidents_record_truncate AFTER TRUNCATE ON incidents
+    FOR EACH STATEMENT EXECUTE FUNCTION incidents_record_deletion();
+
 -- The queries no longer run in SQL, so the per-combination counts and the indexes on the
 -- end instants only slowed the writes down.
 DROP TRIGGER incident_counts_truncate ON incidents;

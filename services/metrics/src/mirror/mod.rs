@@ -70,22 +70,30 @@ impl Mirror {
         let since = state.horizon;
         let mut changed = Vec::new();
         let dictionary = &mut state.dictionary;
-        let (read, horizon) = changes::read_changes(pool, since, |rows| {
+        let summary = changes::read_changes(pool, since, |rows| {
             changed.extend(rows.iter().map(|row| dictionary.compact(row)));
         })
         .await?;
+        let read = summary.rows;
+        if summary.reset {
+            tracing::warn!("the projection table was truncated; reloading the in-memory copy");
+        }
 
         let table = self.table.clone();
         let dictionary = state.dictionary.clone();
+        let (reset, deleted) = (summary.reset, summary.deleted);
         let tickets = tokio::task::spawn_blocking(move || {
             let mut table = table.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            table.apply(changed, &dictionary);
+            if reset {
+                *table = Table::default();
+            }
+            table.apply(&deleted, changed, &dictionary);
             table.len()
         })
         .await
         .map_err(|error| Error::Internal(format!("applying {read} changed rows to the in-memory projection failed: {error}")))?;
 
-        state.horizon = horizon;
+        state.horizon = summary.horizon;
         state.last_started = Some(started);
         self.metrics.tickets.set(i64::try_from(tickets).unwrap_or(i64::MAX));
         self.metrics.rows_read.inc_by(read as u64);

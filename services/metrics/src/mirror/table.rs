@@ -171,12 +171,15 @@ impl Table {
         self.rows.len()
     }
 
-    /// Stores the rows of one refresh: a known ticket's row is replaced in place and the
-    /// new tickets are appended in creation order. `dictionary` must be the one that made
-    /// the rows.
-    pub fn apply(&mut self, changed: Vec<(Uuid, Row)>, dictionary: &KeyDictionary) {
+    /// Stores one refresh: drops the deleted tickets, then replaces a known ticket's row
+    /// in place and appends the new tickets in creation order. `dictionary` must be the
+    /// one that made the rows.
+    pub fn apply(&mut self, deleted: &[Uuid], changed: Vec<(Uuid, Row)>, dictionary: &KeyDictionary) {
         for (names, known) in self.names.iter_mut().zip(&dictionary.names) {
             names.extend_from_slice(&known[names.len()..]);
+        }
+        for ticket_id in deleted {
+            self.remove(ticket_id);
         }
         let mut added = Vec::new();
         for (ticket_id, row) in changed {
@@ -208,6 +211,25 @@ impl Table {
         }
         self.count(&row, 1);
         self.widen(slot, &row);
+    }
+
+    /// Drops a ticket by moving the last row into its slot.
+    fn remove(&mut self, ticket_id: &Uuid) {
+        let Some(slot) = self.slots.remove(ticket_id) else {
+            return;
+        };
+        let slot = slot as usize;
+        let row = self.rows.swap_remove(slot);
+        self.ids.swap_remove(slot);
+        self.count(&row, -1);
+        if slot < self.rows.len() {
+            let moved = self.rows[slot];
+            self.slots.insert(self.ids[slot], slot as u32);
+            self.widen(slot, &moved);
+        }
+        if self.rows.len() % BLOCK_ROWS == 0 {
+            self.blocks.pop();
+        }
     }
 
     fn count(&mut self, row: &Row, change: i64) {
@@ -466,7 +488,7 @@ mod tests {
         let mut dictionary = KeyDictionary::default();
         let mut table = Table::default();
         let rows = incidents.iter().map(|incident| dictionary.compact(incident)).collect();
-        table.apply(rows, &dictionary);
+        table.apply(&[], rows, &dictionary);
         (table, dictionary)
     }
 
@@ -503,7 +525,7 @@ mod tests {
             ..first.clone()
         };
         let change = vec![dictionary.compact(&moved)];
-        table.apply(change, &dictionary);
+        table.apply(&[], change, &dictionary);
         assert_eq!(table.len(), 1);
 
         let (counts, results) = table.compute(&query(GroupBy::Severity));
@@ -534,6 +556,26 @@ mod tests {
         };
         let (_, results) = table.compute(&window);
         assert_eq!(ttd(&results).rows[0].stats.count, 1100);
+    }
+
+    #[test]
+    fn deleted_rows_leave_counts_and_samples() {
+        let incidents: Vec<IncidentRow> = (0..(BLOCK_ROWS as i64 + 1)).map(|second| detected("low", 0, second + 1)).collect();
+        let (mut table, dictionary) = table_of(&incidents);
+        let gone = [incidents[0].ticket_id, incidents[BLOCK_ROWS].ticket_id, Uuid::now_v7()];
+        table.apply(&gone, Vec::new(), &dictionary);
+
+        assert_eq!(table.len(), BLOCK_ROWS - 1);
+        assert_eq!(table.blocks.len(), 1);
+        let (counts, results) = table.compute(&query(GroupBy::All));
+        assert_eq!(counts[0].tickets, BLOCK_ROWS as i64 - 1);
+        // Detections 1 s to 1025 s; the first and the last are gone.
+        assert_eq!(ttd(&results).rows[0].stats.max, BLOCK_ROWS as f64);
+        // The row moved into the freed slot is still found by its id.
+        let moved = incidents[BLOCK_ROWS - 1].ticket_id;
+        table.apply(&[moved], Vec::new(), &dictionary);
+        assert_eq!(table.len(), BLOCK_ROWS - 2);
+        assert_eq!(ttd(&table.compute(&query(GroupBy::All)).1).rows[0].stats.max, BLOCK_ROWS as f64 - 1.0);
     }
 
     #[test]

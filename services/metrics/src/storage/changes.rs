@@ -6,8 +6,9 @@
 //! xmin: every transaction below it had ended when the snapshot was taken. A transaction
 //! that the snapshot could not see has an id at or above that xmin, so the next read, which
 //! selects rows with `changed_by` at or above it, finds its rows once it has committed,
-//! however late that is. Rows are never deleted from `incidents`, so rows are all a read
-//! needs to return.
+//! however late that is. The service never deletes projection rows; a trigger records the
+//! ticket ids that an operator's DELETE removes, and a TRUNCATE, in `incident_deletions`,
+//! which a read returns by the same rule.
 
 use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
@@ -55,6 +56,12 @@ pub struct IncidentRow {
 }
 
 #[derive(QueryableByName)]
+struct DeletionRow {
+    #[diesel(sql_type = Nullable<diesel::sql_types::Uuid>)]
+    ticket_id: Option<Uuid>,
+}
+
+#[derive(QueryableByName)]
 struct HorizonRow {
     #[diesel(sql_type = Text)]
     horizon: String,
@@ -65,14 +72,28 @@ struct HorizonRow {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Horizon(u64);
 
-/// Reads, in one snapshot, every row whose latest write is at or after `since`, and
-/// passes them to `consume` in batches of at most [`FETCH_ROWS`]. Returns how many rows
-/// were read and the horizon of this read.
+/// What a read found besides the rows it passed on.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReadSummary {
+    /// Rows passed to the consumer.
+    pub rows: usize,
+    /// Tickets deleted since the previous read, to drop before storing the rows.
+    pub deleted: Vec<Uuid>,
+    /// The table was truncated since the previous read, so every row was read again and
+    /// the copy must start empty.
+    pub reset: bool,
+    /// Where the next read starts.
+    pub horizon: Horizon,
+}
+
+/// Reads, in one snapshot, every row whose latest write is at or after `since` and the
+/// tickets deleted since then, and passes the rows to `consume` in batches of at most
+/// [`FETCH_ROWS`]. After a TRUNCATE it reads every row instead.
 pub async fn read_changes(
     pool: &docket_db::Pool,
     since: Horizon,
     mut consume: impl FnMut(Vec<IncidentRow>) + Send,
-) -> Result<(usize, Horizon), Error> {
+) -> Result<ReadSummary, Error> {
     let mut conn = pool.get().await?;
     let result = conn
         .build_transaction()
@@ -85,8 +106,24 @@ pub async fn read_changes(
                 .get_result(conn)
                 .await?;
             let horizon = parse_horizon(&row.horizon)?;
-            let read = fetch_rows(conn, since, &mut consume).await?;
-            Ok::<_, Error>((read, horizon))
+            let mut summary = ReadSummary { horizon, ..ReadSummary::default() };
+            let mut since = since;
+            if since > Horizon::default() {
+                let deletions: Vec<DeletionRow> = diesel::sql_query(format!(
+                    "SELECT ticket_id FROM incident_deletions WHERE changed_by >= '{}'::xid8 ORDER BY ticket_id NULLS FIRST",
+                    since.0
+                ))
+                .load(conn)
+                .await?;
+                summary.reset = deletions.iter().any(|deletion| deletion.ticket_id.is_none());
+                if summary.reset {
+                    since = Horizon::default();
+                } else {
+                    summary.deleted = deletions.into_iter().filter_map(|deletion| deletion.ticket_id).collect();
+                }
+            }
+            summary.rows = fetch_rows(conn, since, &mut consume).await?;
+            Ok::<_, Error>(summary)
         })
         .await?;
     Ok(result)
@@ -97,8 +134,8 @@ async fn fetch_rows(
     since: Horizon,
     consume: &mut (impl FnMut(Vec<IncidentRow>) + Send),
 ) -> Result<usize, Error> {
-    // DECLARE takes no bind parameters, so the bound is formatted into the statement. It
-    // is always an integer that this code parsed.
+    // DECLARE takes no bind parameters, so the bound is formatted into the statement, here
+    // and for the deletions. It is always an integer that this code parsed.
     conn.batch_execute(&format!(
         "DECLARE incident_changes NO SCROLL CURSOR FOR \
          SELECT ticket_id, severity, category, status, resolution, team, detection_source, imported, \

@@ -197,8 +197,7 @@ ON CONFLICT (ticket_id) DO UPDATE SET
     last_resolved_at = EXCLUDED.last_resolved_at,
     closed_at = EXCLUDED.closed_at,
     version = EXCLUDED.version,
-    updated_at = now(),
-    changed_by = pg_current_xact_id()
+    updated_at = now()
 WHERE incidents.version < EXCLUDED.version
 RETURNING ticket_id";
 
