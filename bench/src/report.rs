@@ -222,6 +222,16 @@ pub fn rows(results: &Results) -> Vec<Row> {
                 met: Some(mean < 50.0),
             });
         }
+        let floor = &cost.signature_check;
+        rows.push(Row {
+            step: "8",
+            measurement: "Ed25519 signature check alone, per new token".to_owned(),
+            docket: format!("{:.1} us mean, {:.1} us p50", floor.mean, floor.p50),
+            limit: format!("new token costs {:.1} us beyond it", cost.new_token_cost_mean_us - floor.mean),
+            ratio: None,
+            target: String::new(),
+            met: None,
+        });
     }
     rows
 }
