@@ -1229,3 +1229,27 @@ async fn truncated_table_is_reloaded() {
     let groups = harness.assert_matches_oracle("after new tickets", &by_severity).await;
     assert_eq!(total_tickets(&groups), 5, "only the tickets recorded after the truncate count");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_ticket_id_replaces_old_row() {
+    let mut harness = Harness::start().await;
+    let mut rng = Rng::new(0x0D0C_4E75_0008);
+    let by_team = grouped_by(GroupBy::Team);
+
+    let tickets = harness.record_random(&mut rng, 10).await;
+    harness.assert_matches_oracle("before the id change", &by_team).await;
+
+    // Changing the primary key removes the old id, so only the new one may count.
+    let old = Uuid::parse_str(&tickets[0].ticket_id).expect("a UUID");
+    let updated = diesel::sql_query("UPDATE incidents SET ticket_id = $2, team = 'renumbered' WHERE ticket_id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(old)
+        .bind::<diesel::sql_types::Uuid, _>(Uuid::now_v7())
+        .execute(&mut harness.conn)
+        .await
+        .expect("change a ticket id with SQL");
+    assert_eq!(updated, 1);
+
+    let groups = harness.assert_matches_oracle("after the id change", &by_team).await;
+    assert_eq!(total_tickets(&groups), 10, "the old id no longer counts");
+    assert_eq!(groups.iter().filter(|group| group.key == "renumbered").map(|group| group.tickets).sum::<i64>(), 1);
+}

@@ -5,11 +5,15 @@
 ALTER TABLE incidents ADD COLUMN changed_by xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX incidents_changed_by_idx ON incidents (changed_by);
 
--- An update stamps the row too, whether the service or an operator's SQL makes it.
+-- An update stamps the row too, whether the service or an operator's SQL makes it. An
+-- update that changes the ticket id removes the old id, so it is recorded as a deletion.
 CREATE FUNCTION incidents_stamp_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     NEW.changed_by := pg_current_xact_id();
+    IF NEW.ticket_id <> OLD.ticket_id THEN
+        INSERT INTO incident_deletions (ticket_id) VALUES (OLD.ticket_id);
+    END IF;
     RETURN NEW;
 END;
 $$;
