@@ -1253,3 +1253,90 @@ async fn changed_ticket_id_replaces_old_row() {
     assert_eq!(total_tickets(&groups), 10, "the old id no longer counts");
     assert_eq!(groups.iter().filter(|group| group.key == "renumbered").map(|group| group.tickets).sum::<i64>(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restored_rows_are_read_again() {
+    let mut harness = Harness::start().await;
+    let mut rng = Rng::new(0x0D0C_4E75_0009);
+    let by_team = grouped_by(GroupBy::Team);
+
+    harness.record_random(&mut rng, 20).await;
+    harness.conn.batch_execute("CREATE TABLE incidents_backup AS SELECT * FROM incidents").await.expect("back up the projection");
+    // Later writes and queries move the service's horizon past the backed-up rows' stamps.
+    harness.record_random(&mut rng, 5).await;
+    harness.assert_matches_oracle("after the backup", &by_team).await;
+
+    harness.conn.batch_execute("DELETE FROM incidents WHERE ticket_id IN (SELECT ticket_id FROM incidents_backup)").await.expect("delete the backed-up rows");
+    let groups = harness.assert_matches_oracle("after the delete", &by_team).await;
+    assert_eq!(total_tickets(&groups), 5);
+
+    // A restore copies every column, changed_by included, so only the insert trigger's
+    // stamp makes the rows visible to the next refresh.
+    harness.conn.batch_execute("INSERT INTO incidents SELECT * FROM incidents_backup").await.expect("restore the backed-up rows");
+    let groups = harness.assert_matches_oracle("after the restore", &by_team).await;
+    assert_eq!(total_tickets(&groups), 25);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn infinite_instant_counts_as_unset() {
+    let mut harness = Harness::start().await;
+    let mut rng = Rng::new(0x0D0C_4E75_000A);
+    harness.record_random(&mut rng, 20).await;
+    let before = query(&mut harness.client, &grouped_by(GroupBy::Unspecified)).await;
+    let contained: i64 = before.iter().map(|group| group.ttc.map_or(0, |ttc| ttc.count)).sum();
+    assert!(contained > 0, "the random tickets include contained ones");
+
+    let updated = harness
+        .conn
+        .batch_execute(
+            "UPDATE incidents SET contained_at = 'infinity' \
+             WHERE ticket_id = (SELECT ticket_id FROM incidents WHERE contained_at IS NOT NULL ORDER BY ticket_id LIMIT 1)",
+        )
+        .await;
+    updated.expect("set one containment to infinity");
+
+    // The refresh reads the row instead of failing, and no duration is measured to infinity.
+    let after = query(&mut harness.client, &grouped_by(GroupBy::Unspecified)).await;
+    let contained_after: i64 = after.iter().map(|group| group.ttc.map_or(0, |ttc| ttc.count)).sum();
+    assert_eq!(contained_after, contained - 1);
+    assert_eq!(total_tickets(&after), 20);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn abandoned_refresh_still_completes() {
+    let mut harness = Harness::start().await;
+    let mut rng = Rng::new(0x0D0C_4E75_000B);
+    harness.record_random(&mut rng, 5).await;
+    query(&mut harness.client, &grouped_by(GroupBy::Unspecified)).await;
+
+    // A bulk load large enough that reading it takes longer than the deadline below.
+    harness
+        .conn
+        .batch_execute(
+            "INSERT INTO incidents (ticket_id, ticket_key, severity, category, status, resolution, team, \
+             detection_source, imported, reopen_count, created_at, version) \
+             SELECT gen_random_uuid(), 'BULK-' || i, 'low', 'malware', 'new', '', 'bulk', 'siem', false, 0, now(), 1 \
+             FROM generate_series(1, 300000) AS i",
+        )
+        .await
+        .expect("bulk-load rows");
+
+    // Each call gives up after 100 ms. Were the refresh part of the call, every call would
+    // start it again and none would finish.
+    let mut answered = None;
+    let mut abandoned = 0;
+    for _ in 0..200 {
+        let mut request = tonic::Request::new(grouped_by(GroupBy::Unspecified));
+        request.set_timeout(Duration::from_millis(100));
+        match harness.client.get_response_metrics(request).await {
+            Ok(response) => {
+                answered = Some(response.into_inner().groups);
+                break;
+            }
+            Err(_) => abandoned += 1,
+        }
+    }
+    println!("{abandoned} calls gave up before the refresh of the bulk load finished");
+    let groups = answered.expect("a call answers once the abandoned refresh has finished");
+    assert_eq!(total_tickets(&groups), 300_005);
+}

@@ -72,7 +72,7 @@ DROP TRIGGER incidents_record_truncate ON incidents;
 DROP TRIGGER incidents_record_delete ON incidents;
 DROP FUNCTION incidents_record_deletion();
 DROP TABLE incident_deletions;
-DROP TRIGGER incidents_stamp_update ON incidents;
+DROP TRIGGER incidents_stamp_change ON incidents;
 DROP FUNCTION incidents_stamp_change();
 DROP INDEX incidents_changed_by_idx;
 ALTER TABLE incidents DROP COLUMN changed_by;

@@ -5,20 +5,23 @@
 ALTER TABLE incidents ADD COLUMN changed_by xid8 NOT NULL DEFAULT pg_current_xact_id();
 CREATE INDEX incidents_changed_by_idx ON incidents (changed_by);
 
--- An update stamps the row too, whether the service or an operator's SQL makes it. An
--- update that changes the ticket id removes the old id, so it is recorded as a deletion.
+-- Every insert and update stamps the row, whoever makes it, and even when the statement
+-- names changed_by, as a copy of rows restored from a backup does. An update that changes
+-- the ticket id removes the old id, so it is recorded as a deletion.
 CREATE FUNCTION incidents_stamp_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
     NEW.changed_by := pg_current_xact_id();
-    IF NEW.ticket_id <> OLD.ticket_id THEN
-        INSERT INTO incident_deletions (ticket_id) VALUES (OLD.ticket_id);
+    IF TG_OP = 'UPDATE' THEN
+        IF NEW.ticket_id <> OLD.ticket_id THEN
+            INSERT INTO incident_deletions (ticket_id) VALUES (OLD.ticket_id);
+        END IF;
     END IF;
     RETURN NEW;
 END;
 $$;
 
-CREATE TRIGGER incidents_stamp_update BEFORE UPDATE ON incidents
+CREATE TRIGGER incidents_stamp_change BEFORE INSERT OR UPDATE ON incidents
     FOR EACH ROW EXECUTE FUNCTION incidents_stamp_change();
 
 -- The service never deletes projection rows, but an operator may. Each deleted ticket id

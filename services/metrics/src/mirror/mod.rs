@@ -2,10 +2,10 @@
 //! keeps in memory.
 //!
 //! Exact percentiles need every duration of a sample, so computing them in PostgreSQL
-//! read and sorted the whole projection on every call. The copy is brought up to date
-//! before each query by reading only the rows written since the previous refresh (see
-//! `storage::changes`), so a query includes every event committed before it arrived, in this
-//! replica or any other, and then runs in memory without touching the database.
+//! read and sorted the whole projection on every call. Before each query, the copy reads
+//! only the rows written since its previous refresh (see `storage::changes`). So a query
+//! includes every event committed before it arrived, in this replica or any other. It then
+//! runs in memory without touching the database.
 
 mod stats;
 mod table;
@@ -36,6 +36,8 @@ pub struct MirrorMetrics {
 struct RefreshState {
     horizon: Horizon,
     dictionary: KeyDictionary,
+    /// Keys per field that the table has received, a prefix of the dictionary's.
+    applied_names: [usize; 5],
     /// When the latest successful refresh started, before its snapshot was taken.
     last_started: Option<Instant>,
 }
@@ -58,10 +60,21 @@ impl Mirror {
 
     /// Brings the copy up to date with every transaction committed before `requested`.
     ///
-    /// A caller that waited while another refresh ran skips its own when that refresh
-    /// started after `requested`, because its snapshot already contains every commit
-    /// the caller must see. So a burst of queries shares a few refreshes.
-    pub async fn refresh(&self, pool: &docket_db::Pool, requested: Instant) -> Result<(), Error> {
+    /// The refresh runs in a task of its own, so a caller that gives up, such as a call
+    /// whose deadline passed, does not throw away a long refresh that later calls need.
+    pub async fn refresh(self: &Arc<Self>, pool: &docket_db::Pool, requested: Instant) -> Result<(), Error> {
+        let mirror = Arc::clone(self);
+        let pool = pool.clone();
+        tokio::spawn(async move { mirror.refresh_in_order(&pool, requested).await })
+            .await
+            .map_err(|error| Error::Internal(format!("the refresh of the in-memory projection failed: {error}")))?
+    }
+
+    /// Runs one refresh after those already waiting. A caller that waited while another
+    /// refresh ran skips its own when that refresh started after `requested`, because its
+    /// snapshot already contains every commit the caller must see. So a burst of queries
+    /// shares a few refreshes.
+    async fn refresh_in_order(&self, pool: &docket_db::Pool, requested: Instant) -> Result<(), Error> {
         let mut state = self.refresh.lock().await;
         if state.last_started.is_some_and(|started| started >= requested) {
             return Ok(());
@@ -75,38 +88,43 @@ impl Mirror {
         })
         .await?;
         let read = summary.rows;
+
         if summary.reset {
             tracing::warn!("the projection table was truncated; reloading the in-memory copy");
+            state.applied_names = [0; 5];
         }
-
-        let table = self.table.clone();
-        let dictionary = state.dictionary.clone();
-        let (reset, deleted) = (summary.reset, summary.deleted);
-        let tickets = tokio::task::spawn_blocking(move || {
-            let mut table = table.write().unwrap_or_else(std::sync::PoisonError::into_inner);
-            if reset {
-                *table = Table::default();
+        // Most refreshes find nothing, and they leave the table and its lock alone.
+        if read > 0 || summary.reset || !summary.deleted.is_empty() {
+            let added_names = state.dictionary.names_after(state.applied_names);
+            let table = self.table.clone();
+            let (reset, deleted) = (summary.reset, summary.deleted);
+            let tickets = tokio::task::spawn_blocking(move || {
+                let mut table = table.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+                if reset {
+                    *table = Table::default();
+                }
+                table.apply(&deleted, changed, added_names);
+                table.len()
+            })
+            .await
+            .map_err(|error| Error::Internal(format!("applying {read} changed rows to the in-memory projection failed: {error}")))?;
+            state.applied_names = state.dictionary.counts();
+            self.metrics.tickets.set(i64::try_from(tickets).unwrap_or(i64::MAX));
+            if since == Horizon::default() || read >= 10_000 {
+                tracing::info!(rows = read, tickets, elapsed_ms = started.elapsed().as_millis() as u64, "loaded projection rows into memory");
             }
-            table.apply(&deleted, changed, &dictionary);
-            table.len()
-        })
-        .await
-        .map_err(|error| Error::Internal(format!("applying {read} changed rows to the in-memory projection failed: {error}")))?;
+        }
 
         state.horizon = summary.horizon;
         state.last_started = Some(started);
-        self.metrics.tickets.set(i64::try_from(tickets).unwrap_or(i64::MAX));
         self.metrics.rows_read.inc_by(read as u64);
         self.metrics.refreshes.inc();
-        if since == Horizon::default() || read >= 10_000 {
-            tracing::info!(rows = read, tickets, elapsed_ms = started.elapsed().as_millis() as u64, "loaded projection rows into memory");
-        }
         Ok(())
     }
 
     /// Computes the figures of `query` from the copy after refreshing it.
     pub async fn query(
-        &self,
+        self: &Arc<Self>,
         pool: &docket_db::Pool,
         query: &MetricsQuery,
     ) -> Result<(Vec<TicketCount>, [(Metric, MetricResult); 4]), Error> {

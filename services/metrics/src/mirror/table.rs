@@ -8,8 +8,9 @@
 //! together. Ticket counts per combination of keys are kept as rows change, because
 //! `tickets` ignores the window and would otherwise need every row read.
 
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 
+use diesel::data_types::PgTimestamp;
 use uuid::Uuid;
 
 use super::stats;
@@ -75,9 +76,19 @@ impl KeyDictionary {
         id
     }
 
+    /// Number of keys of each field so far.
+    pub fn counts(&self) -> [usize; 5] {
+        [0, 1, 2, 3, 4].map(|index| self.names[index].len())
+    }
+
+    /// Copies of the keys of each field added after the first `counts` ones.
+    pub fn names_after(&self, counts: [usize; 5]) -> [Vec<String>; 5] {
+        [0, 1, 2, 3, 4].map(|index| self.names[index][counts[index]..].to_vec())
+    }
+
     /// Makes the compact form of a row read from the database.
     pub fn compact(&mut self, incident: &IncidentRow) -> (Uuid, Row) {
-        let micros = |instant: Option<chrono::DateTime<chrono::Utc>>| instant.map_or(UNSET, |instant| instant.timestamp_micros());
+        let micros = |instant: Option<PgTimestamp>| instant.map_or(UNSET, unix_micros);
         let row = Row {
             keys: [
                 self.id(KeyField::Severity, &incident.severity),
@@ -88,7 +99,7 @@ impl KeyDictionary {
             ],
             imported: incident.imported,
             resolved: matches!(incident.status.as_str(), "resolved" | "closed"),
-            created: incident.created_at.timestamp_micros(),
+            created: unix_micros(incident.created_at),
             occurred: micros(incident.occurred_at),
             detected: micros(incident.detected_at),
             acknowledged: micros(incident.acknowledged_at),
@@ -96,6 +107,19 @@ impl KeyDictionary {
             last_resolved: micros(incident.last_resolved_at),
         };
         (incident.ticket_id, row)
+    }
+}
+
+/// Microseconds from 2000-01-01, PostgreSQL's epoch, to the Unix epoch.
+const POSTGRES_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Converts a PostgreSQL instant to microseconds since the Unix epoch. `infinity` and
+/// `-infinity` become [`UNSET`], because no duration can be measured from them, and the
+/// far ends of PostgreSQL's range saturate instead of overflowing.
+fn unix_micros(instant: PgTimestamp) -> i64 {
+    match instant.0 {
+        i64::MAX | i64::MIN => UNSET,
+        micros => micros.saturating_add(POSTGRES_EPOCH_MICROS),
     }
 }
 
@@ -172,11 +196,11 @@ impl Table {
     }
 
     /// Stores one refresh: drops the deleted tickets, then replaces a known ticket's row
-    /// in place and appends the new tickets in creation order. `dictionary` must be the
-    /// one that made the rows.
-    pub fn apply(&mut self, deleted: &[Uuid], changed: Vec<(Uuid, Row)>, dictionary: &KeyDictionary) {
-        for (names, known) in self.names.iter_mut().zip(&dictionary.names) {
-            names.extend_from_slice(&known[names.len()..]);
+    /// in place and appends the new tickets in creation order. `added_names` are the keys
+    /// the dictionary that made the rows gained since the previous apply.
+    pub fn apply(&mut self, deleted: &[Uuid], changed: Vec<(Uuid, Row)>, added_names: [Vec<String>; 5]) {
+        for (names, added) in self.names.iter_mut().zip(added_names) {
+            names.extend(added);
         }
         for ticket_id in deleted {
             self.remove(ticket_id);
@@ -303,7 +327,8 @@ impl Table {
                     if end < plan.window_start || end >= plan.window_end {
                         continue;
                     }
-                    let duration = end - start;
+                    // Instants near the ends of PostgreSQL's range could overflow.
+                    let duration = end.saturating_sub(start);
                     if duration < 0 {
                         negatives[position].add(self.ids[slot]);
                     }
@@ -395,7 +420,10 @@ impl Plan {
         let lists: [&Vec<String>; 5] = [&filters.severities, &filters.categories, &filters.teams, &filters.sources, &EMPTY_LIST];
         let admitted = KeyField::ALL.map(|field| {
             let list = lists[field.index()];
-            (!list.is_empty()).then(|| table.names[field.index()].iter().map(|name| list.contains(name)).collect())
+            (!list.is_empty()).then(|| {
+                let wanted: HashSet<&str> = list.iter().map(String::as_str).collect();
+                table.names[field.index()].iter().map(|name| wanted.contains(name.as_str())).collect()
+            })
         });
         let group_by = match query.group_by {
             GroupBy::All => None,
@@ -406,8 +434,11 @@ impl Plan {
             GroupBy::Resolution => Some(KeyField::Resolution),
         };
         let group_count = group_by.map_or(1, |field| table.names[field.index()].len().max(1));
-        // Bounds are taken to the microsecond, as the database stores the instants.
-        let micros = |instant: Option<chrono::DateTime<chrono::Utc>>| instant.map(|instant| instant.timestamp_micros());
+        // Stored instants are whole microseconds, so rounding a bound up to the next one
+        // keeps exactly the instants at or after it.
+        let micros = |instant: Option<chrono::DateTime<chrono::Utc>>| {
+            instant.map(|instant| instant.timestamp_micros() + i64::from(instant.timestamp_subsec_nanos() % 1000 != 0))
+        };
         Plan {
             admitted,
             imported: filters.imported,
@@ -457,6 +488,11 @@ mod tests {
         Some(Utc.timestamp_opt(1_767_225_600 + seconds, 0).unwrap())
     }
 
+    /// The instant `seconds` after 2026-01-01 as PostgreSQL stores it.
+    fn stamp(seconds: i64) -> Option<PgTimestamp> {
+        Some(PgTimestamp((1_767_225_600 + seconds) * 1_000_000 - POSTGRES_EPOCH_MICROS))
+    }
+
     fn incident(severity: &str) -> IncidentRow {
         IncidentRow {
             ticket_id: Uuid::now_v7(),
@@ -467,7 +503,7 @@ mod tests {
             team: String::new(),
             detection_source: "edr".to_owned(),
             imported: false,
-            created_at: at(0).unwrap(),
+            created_at: stamp(0).unwrap(),
             occurred_at: None,
             detected_at: None,
             acknowledged_at: None,
@@ -478,8 +514,8 @@ mod tests {
 
     fn detected(severity: &str, occurred: i64, detected: i64) -> IncidentRow {
         IncidentRow {
-            occurred_at: at(occurred),
-            detected_at: at(detected),
+            occurred_at: stamp(occurred),
+            detected_at: stamp(detected),
             ..incident(severity)
         }
     }
@@ -488,7 +524,7 @@ mod tests {
         let mut dictionary = KeyDictionary::default();
         let mut table = Table::default();
         let rows = incidents.iter().map(|incident| dictionary.compact(incident)).collect();
-        table.apply(&[], rows, &dictionary);
+        table.apply(&[], rows, dictionary.names_after([0; 5]));
         (table, dictionary)
     }
 
@@ -521,11 +557,12 @@ mod tests {
         let (mut table, mut dictionary) = table_of(std::slice::from_ref(&first));
         let moved = IncidentRow {
             severity: "low".to_owned(),
-            detected_at: at(5_000_000),
+            detected_at: stamp(5_000_000),
             ..first.clone()
         };
+        let known = dictionary.counts();
         let change = vec![dictionary.compact(&moved)];
-        table.apply(&[], change, &dictionary);
+        table.apply(&[], change, dictionary.names_after(known));
         assert_eq!(table.len(), 1);
 
         let (counts, results) = table.compute(&query(GroupBy::Severity));
@@ -545,7 +582,7 @@ mod tests {
         // Three blocks and a bit, detections one minute apart.
         let incidents: Vec<IncidentRow> = (0..(3 * BLOCK_ROWS as i64 + 10))
             .map(|minute| IncidentRow {
-                created_at: at(minute * 60).unwrap(),
+                created_at: stamp(minute * 60).unwrap(),
                 ..detected("medium", minute * 60 - 30, minute * 60)
             })
             .collect();
@@ -561,9 +598,9 @@ mod tests {
     #[test]
     fn deleted_rows_leave_counts_and_samples() {
         let incidents: Vec<IncidentRow> = (0..(BLOCK_ROWS as i64 + 1)).map(|second| detected("low", 0, second + 1)).collect();
-        let (mut table, dictionary) = table_of(&incidents);
+        let (mut table, _) = table_of(&incidents);
         let gone = [incidents[0].ticket_id, incidents[BLOCK_ROWS].ticket_id, Uuid::now_v7()];
-        table.apply(&gone, Vec::new(), &dictionary);
+        table.apply(&gone, Vec::new(), Default::default());
 
         assert_eq!(table.len(), BLOCK_ROWS - 1);
         assert_eq!(table.blocks.len(), 1);
@@ -573,7 +610,7 @@ mod tests {
         assert_eq!(ttd(&results).rows[0].stats.max, BLOCK_ROWS as f64);
         // The row moved into the freed slot is still found by its id.
         let moved = incidents[BLOCK_ROWS - 1].ticket_id;
-        table.apply(&[moved], Vec::new(), &dictionary);
+        table.apply(&[moved], Vec::new(), Default::default());
         assert_eq!(table.len(), BLOCK_ROWS - 2);
         assert_eq!(ttd(&table.compute(&query(GroupBy::All)).1).rows[0].stats.max, BLOCK_ROWS as f64 - 1.0);
     }
@@ -615,13 +652,13 @@ mod tests {
         let resolved = IncidentRow {
             status: "closed".to_owned(),
             resolution: "false_positive".to_owned(),
-            last_resolved_at: at(600),
+            last_resolved_at: stamp(600),
             ..incident("high")
         };
         let reopened = IncidentRow {
             status: "investigating".to_owned(),
             resolution: "false_positive".to_owned(),
-            last_resolved_at: at(900),
+            last_resolved_at: stamp(900),
             ..incident("high")
         };
         let (table, _) = table_of(&[resolved, reopened]);

@@ -10,8 +10,8 @@
 //! ticket ids that an operator's DELETE removes, and a TRUNCATE, in `incident_deletions`,
 //! which a read returns by the same rule.
 
-use chrono::{DateTime, Utc};
 use diesel::QueryableByName;
+use diesel::data_types::PgTimestamp;
 use diesel::sql_types::{Bool, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use uuid::Uuid;
@@ -22,7 +22,9 @@ use crate::Error;
 /// the rows are made compact.
 const FETCH_ROWS: usize = 10_000;
 
-/// The columns of an `incidents` row that the response-time statistics use.
+/// The columns of an `incidents` row that the response-time statistics use. Instants are
+/// PostgreSQL's own microseconds since 2000-01-01, so `infinity` and instants beyond
+/// chrono's range are read rather than failing the whole refresh.
 #[derive(QueryableByName, Clone, Debug, PartialEq)]
 pub struct IncidentRow {
     #[diesel(sql_type = diesel::sql_types::Uuid)]
@@ -42,17 +44,17 @@ pub struct IncidentRow {
     #[diesel(sql_type = Bool)]
     pub imported: bool,
     #[diesel(sql_type = Timestamptz)]
-    pub created_at: DateTime<Utc>,
+    pub created_at: PgTimestamp,
     #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub occurred_at: Option<DateTime<Utc>>,
+    pub occurred_at: Option<PgTimestamp>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub detected_at: Option<DateTime<Utc>>,
+    pub detected_at: Option<PgTimestamp>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub acknowledged_at: Option<DateTime<Utc>>,
+    pub acknowledged_at: Option<PgTimestamp>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub contained_at: Option<DateTime<Utc>>,
+    pub contained_at: Option<PgTimestamp>,
     #[diesel(sql_type = Nullable<Timestamptz>)]
-    pub last_resolved_at: Option<DateTime<Utc>>,
+    pub last_resolved_at: Option<PgTimestamp>,
 }
 
 #[derive(QueryableByName)]
