@@ -230,7 +230,7 @@ impl Table {
         self.slots.insert(ticket_id, u32::try_from(slot).expect("fewer than 2^32 tickets"));
         self.ids.push(ticket_id);
         self.rows.push(row);
-        if slot % BLOCK_ROWS == 0 {
+        if slot.is_multiple_of(BLOCK_ROWS) {
             self.blocks.push([EndRange::EMPTY; 4]);
         }
         self.count(&row, 1);
@@ -251,7 +251,7 @@ impl Table {
             self.slots.insert(self.ids[slot], slot as u32);
             self.widen(slot, &moved);
         }
-        if self.rows.len() % BLOCK_ROWS == 0 {
+        if self.rows.len().is_multiple_of(BLOCK_ROWS) {
             self.blocks.pop();
         }
     }
