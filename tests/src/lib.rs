@@ -471,3 +471,30 @@ pub fn sample(text: &str, series: &str) -> Option<f64> {
 pub fn data_path(relative: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../data").join(relative)
 }
+
+/// Builds the event the ticket service relays for `snapshot`, with a fresh event id:
+/// `ticket.created` for version 1 and `ticket.updated` after it.
+pub fn snapshot_event(snapshot: &docket_proto::events::v1::TicketSnapshot) -> docket_proto::events::v1::Event {
+    use docket_proto::events::v1::{Actor, ActorKind, Event, Resource};
+
+    let action = if snapshot.version == 1 { "ticket.created" } else { "ticket.updated" };
+    Event {
+        event_id: uuid::Uuid::now_v7().to_string(),
+        action: action.into(),
+        resource: Some(Resource {
+            r#type: "ticket".into(),
+            id: snapshot.ticket_id.clone(),
+            key: snapshot.key.clone(),
+        }),
+        resource_version: snapshot.version,
+        actor: Some(Actor {
+            subject: "analyst@example.com".into(),
+            kind: ActorKind::Human as i32,
+            relayed_by: "docket-ticket".into(),
+        }),
+        occurred_at: snapshot.created_at,
+        source_service: "docket-ticket".into(),
+        ticket: Some(snapshot.clone()),
+        ..Default::default()
+    }
+}

@@ -5,7 +5,8 @@
 use diesel::QueryableByName;
 use diesel::sql_types::{BigInt, Text};
 use diesel_async::RunQueryDsl;
-use docket_proto::events::v1::{Actor, ActorKind, Event, Resource, TicketSnapshot};
+use docket_proto::events::v1::{Event, TicketSnapshot};
+use docket_tests::snapshot_event as event;
 use docket_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
 use docket_proto::metrics::v1::{
     DurationStats, GetResponseMetricsRequest, GroupBy, MetricsGroup, Population, RecordEventsRequest, RecordEventsResponse,
@@ -55,30 +56,6 @@ fn resolved(previous: &TicketSnapshot, offset: i64, resolution: &str) -> TicketS
         resolved_at: previous.resolved_at.or(at(offset)),
         last_resolved_at: at(offset),
         ..previous.clone()
-    }
-}
-
-/// Builds the event that carries `snapshot`, with a fresh event id.
-fn event(snapshot: &TicketSnapshot) -> Event {
-    let action = if snapshot.version == 1 { "ticket.created" } else { "ticket.updated" };
-    Event {
-        event_id: Uuid::now_v7().to_string(),
-        action: action.into(),
-        resource: Some(Resource {
-            r#type: "ticket".into(),
-            id: snapshot.ticket_id.clone(),
-            key: snapshot.key.clone(),
-        }),
-        resource_version: snapshot.version,
-        actor: Some(Actor {
-            subject: "analyst@example.com".into(),
-            kind: ActorKind::Human as i32,
-            relayed_by: "docket-ticket".into(),
-        }),
-        occurred_at: at(0),
-        source_service: "docket-ticket".into(),
-        ticket: Some(snapshot.clone()),
-        ..Default::default()
     }
 }
 

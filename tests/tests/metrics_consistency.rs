@@ -14,7 +14,8 @@ use diesel::pg::Pg;
 use diesel::query_builder::{BoxedSqlQuery, SqlQuery};
 use diesel::sql_types::{Array, BigInt, Bool, Double, Integer, Nullable, Text, Timestamptz};
 use diesel_async::{AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
-use docket_proto::events::v1::{Actor, ActorKind, Event, Resource, TicketSnapshot};
+use docket_proto::events::v1::TicketSnapshot;
+use docket_tests::snapshot_event as event;
 use docket_proto::metrics::v1::metrics_service_client::MetricsServiceClient;
 use docket_proto::metrics::v1::{
     DurationStats, GetResponseMetricsRequest, GroupBy, MetricsGroup, Population, RecordEventsRequest, RecordEventsResponse,
@@ -237,30 +238,6 @@ fn revise(rng: &mut Rng, previous: &TicketSnapshot) -> TicketSnapshot {
         next.last_resolved_at = Some(resolved_at);
     }
     next
-}
-
-/// Builds the event that carries `snapshot`, with a fresh event id.
-fn event(snapshot: &TicketSnapshot) -> Event {
-    let action = if snapshot.version == 1 { "ticket.created" } else { "ticket.updated" };
-    Event {
-        event_id: Uuid::now_v7().to_string(),
-        action: action.into(),
-        resource: Some(Resource {
-            r#type: "ticket".into(),
-            id: snapshot.ticket_id.clone(),
-            key: snapshot.key.clone(),
-        }),
-        resource_version: snapshot.version,
-        actor: Some(Actor {
-            subject: "analyst@example.com".into(),
-            kind: ActorKind::Human as i32,
-            relayed_by: "docket-ticket".into(),
-        }),
-        occurred_at: snapshot.created_at,
-        source_service: "docket-ticket".into(),
-        ticket: Some(snapshot.clone()),
-        ..Default::default()
-    }
 }
 
 /// Records `snapshots` in batches and returns the total of applied and of ignored events.
