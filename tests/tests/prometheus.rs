@@ -92,8 +92,8 @@ async fn ticket_calls_are_counted_by_code() {
     .await;
     let metrics_text = applied.expect("the relay delivers every event to metrics");
     assert_eq!(sample(&metrics_text, "docket_metrics_applied_events_total"), Some(3.0), "metrics:\n{metrics_text}");
-    // A query refreshes the in-memory copy of the projection, which then holds the three
-    // tickets.
+    // A query refreshes the in-memory copy of the projection, which then contains the
+    // three tickets.
     let mut metrics_client = docket_tests::metrics_client(suite.metrics.addr).await;
     metrics_client.get_response_metrics(GetResponseMetricsRequest::default()).await.expect("query the metrics");
     let metrics_text = scrape(suite.metrics.prometheus).await;

@@ -34,8 +34,8 @@ pub struct MetricsResults {
     pub seed_seconds: f64,
     pub whole_history: QuerySummary,
     pub last_30_days: QuerySummary,
-    /// Memory of the metrics service after the queries, which holds the projection in
-    /// memory.
+    /// Memory of the metrics service after the queries, with the projection copied into
+    /// it.
     pub memory: Memory,
 }
 

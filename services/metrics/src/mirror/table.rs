@@ -123,7 +123,7 @@ fn unix_micros(instant: PgTimestamp) -> i64 {
     }
 }
 
-/// One ticket in compact form; instants are microseconds since the Unix epoch, or
+/// One ticket in compact form. Instants are microseconds since the Unix epoch, or
 /// [`UNSET`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Row {
@@ -198,22 +198,22 @@ impl Table {
     /// Stores one refresh: drops the deleted tickets, then replaces a known ticket's row
     /// in place and appends the new tickets in creation order. `added_names` are the keys
     /// the dictionary that made the rows gained since the previous apply.
-    pub fn apply(&mut self, deleted: &[Uuid], changed: Vec<(Uuid, Row)>, added_names: [Vec<String>; 5]) {
+    pub fn apply(&mut self, deleted: &[Uuid], mut changed: Vec<(Uuid, Row)>, added_names: [Vec<String>; 5]) {
         for (names, added) in self.names.iter_mut().zip(added_names) {
             names.extend(added);
         }
         for ticket_id in deleted {
             self.remove(ticket_id);
         }
-        let mut added = Vec::new();
-        for (ticket_id, row) in changed {
-            match self.slots.get(&ticket_id) {
-                Some(&slot) => self.replace(slot as usize, row),
-                None => added.push((ticket_id, row)),
+        for &(ticket_id, row) in &changed {
+            if let Some(&slot) = self.slots.get(&ticket_id) {
+                self.replace(slot as usize, row);
             }
         }
-        added.sort_by_key(|(ticket_id, row)| (row.created, *ticket_id));
-        for (ticket_id, row) in added {
+        // Filtering in place keeps a first load of many rows from needing a second buffer.
+        changed.retain(|(ticket_id, _)| !self.slots.contains_key(ticket_id));
+        changed.sort_by_key(|(ticket_id, row)| (row.created, *ticket_id));
+        for (ticket_id, row) in changed {
             self.append(ticket_id, row);
         }
     }
@@ -304,11 +304,11 @@ impl Table {
         let mut negatives: [NegativeSample; 4] = Default::default();
 
         for (block_index, block) in self.blocks.iter().enumerate() {
-            let mut wanted = [false; 4];
-            for (want, range) in wanted.iter_mut().zip(block) {
-                *want = range.earliest <= range.latest && range.latest >= plan.window_start && range.earliest < plan.window_end;
+            let mut in_window = [false; 4];
+            for (overlaps, range) in in_window.iter_mut().zip(block) {
+                *overlaps = range.earliest <= range.latest && range.latest >= plan.window_start && range.earliest < plan.window_end;
             }
-            if !wanted.contains(&true) {
+            if !in_window.contains(&true) {
                 continue;
             }
             let first = block_index * BLOCK_ROWS;
@@ -320,7 +320,7 @@ impl Table {
                 }
                 let index = plan.group(&row.keys) as usize * 4 + plan.population(&row.keys) as usize;
                 for (position, metric) in Metric::ALL.into_iter().enumerate() {
-                    if !wanted[position] {
+                    if !in_window[position] {
                         continue;
                     }
                     let Some((end, start)) = row.span(metric) else { continue };
@@ -421,8 +421,8 @@ impl Plan {
         let admitted = KeyField::ALL.map(|field| {
             let list = lists[field.index()];
             (!list.is_empty()).then(|| {
-                let wanted: HashSet<&str> = list.iter().map(String::as_str).collect();
-                table.names[field.index()].iter().map(|name| wanted.contains(name.as_str())).collect()
+                let values: HashSet<&str> = list.iter().map(String::as_str).collect();
+                table.names[field.index()].iter().map(|name| values.contains(name.as_str())).collect()
             })
         });
         let group_by = match query.group_by {
@@ -451,7 +451,7 @@ impl Plan {
     }
 
     fn selects(&self, keys: &Keys, imported: bool) -> bool {
-        self.imported.is_none_or(|wanted| wanted == imported)
+        self.imported.is_none_or(|expected| expected == imported)
             && self
                 .admitted
                 .iter()
@@ -488,7 +488,7 @@ mod tests {
         Some(Utc.timestamp_opt(1_767_225_600 + seconds, 0).unwrap())
     }
 
-    /// The instant `seconds` after 2026-01-01 as PostgreSQL stores it.
+    /// Returns the instant `seconds` after 2026-01-01 as PostgreSQL stores it.
     fn stamp(seconds: i64) -> Option<PgTimestamp> {
         Some(PgTimestamp((1_767_225_600 + seconds) * 1_000_000 - POSTGRES_EPOCH_MICROS))
     }
@@ -599,14 +599,14 @@ mod tests {
     fn deleted_rows_leave_counts_and_samples() {
         let incidents: Vec<IncidentRow> = (0..(BLOCK_ROWS as i64 + 1)).map(|second| detected("low", 0, second + 1)).collect();
         let (mut table, _) = table_of(&incidents);
-        let gone = [incidents[0].ticket_id, incidents[BLOCK_ROWS].ticket_id, Uuid::now_v7()];
-        table.apply(&gone, Vec::new(), Default::default());
+        let deleted = [incidents[0].ticket_id, incidents[BLOCK_ROWS].ticket_id, Uuid::now_v7()];
+        table.apply(&deleted, Vec::new(), Default::default());
 
         assert_eq!(table.len(), BLOCK_ROWS - 1);
         assert_eq!(table.blocks.len(), 1);
         let (counts, results) = table.compute(&query(GroupBy::All));
         assert_eq!(counts[0].tickets, BLOCK_ROWS as i64 - 1);
-        // Detections 1 s to 1025 s; the first and the last are gone.
+        // Detections at 1 s to 1025 s, of which the first and the last are deleted.
         assert_eq!(ttd(&results).rows[0].stats.max, BLOCK_ROWS as f64);
         // The row moved into the freed slot is still found by its id.
         let moved = incidents[BLOCK_ROWS - 1].ticket_id;

@@ -6,9 +6,9 @@
 //! xmin: every transaction below it had ended when the snapshot was taken. A transaction
 //! that the snapshot could not see has an id at or above that xmin, so the next read, which
 //! selects rows with `changed_by` at or above it, finds its rows once it has committed,
-//! however late that is. The service never deletes projection rows; a trigger records the
-//! ticket ids that an operator's DELETE removes, and a TRUNCATE, in `incident_deletions`,
-//! which a read returns by the same rule.
+//! however late that is. The service never deletes projection rows, but an operator may.
+//! Triggers record each deleted ticket id, and each TRUNCATE, in `incident_deletions`, and a
+//! read returns those by the same rule.
 
 use diesel::QueryableByName;
 use diesel::data_types::PgTimestamp;
@@ -74,7 +74,7 @@ struct HorizonRow {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Horizon(u64);
 
-/// What a read found besides the rows it passed on.
+/// Outcome of a read, besides the rows it passed on.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadSummary {
     /// Rows passed to the consumer.
@@ -84,7 +84,7 @@ pub struct ReadSummary {
     /// The table was truncated since the previous read, so every row was read again and
     /// the copy must start empty.
     pub reset: bool,
-    /// Where the next read starts.
+    /// Horizon the next read starts from.
     pub horizon: Horizon,
 }
 

@@ -151,7 +151,7 @@ impl Store {
     }
 
     /// Reads one ticket and its worklog, oldest comment first. Both statements are sent
-    /// together on the connection's pipeline, so the read costs one round trip; the
+    /// together on the connection's pipeline, so the read costs one round trip. The
     /// comments are selected by the same id or key as the ticket.
     pub async fn get(&self, target: &TicketRef) -> Result<(Ticket, Vec<Comment>), Error> {
         let conn = self.conn().await?;

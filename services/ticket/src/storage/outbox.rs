@@ -111,9 +111,9 @@ where
     let column = sink.column();
     let round = conn
         .transaction::<_, RoundError, _>(async |conn| {
-            // The commit only marks rows delivered. Should a crash lose it, the rows are
-            // sent again, and both receivers ignore an event id they have seen, so the
-            // relay need not wait for the disk here; the creates it competes with do.
+            // The commit only marks rows delivered. A crash that loses it makes the relay
+            // send the rows again, which both receivers ignore by event id. So this commit
+            // does not wait for the disk, which the creates need.
             conn.batch_execute("SET LOCAL synchronous_commit = off").await?;
             let heads: Vec<TicketIdRow> = diesel::sql_query(format!(
                 "SELECT o.ticket_id FROM outbox o \
