@@ -285,11 +285,24 @@ pub async fn start_ticket_with(db: &TestDb, audit: SocketAddr, metrics: SocketAd
     running
 }
 
+/// Ports that [`unused_addr`] picks from: below Linux's default ephemeral range (32768 to
+/// 60999), so the local end of an outgoing connection never takes a port that a test
+/// stopped a service on and starts it again.
+const TEST_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
 /// Returns an address of 127.0.0.1 where nothing listens, for a peer that a test leaves
-/// down. The port was free a moment ago; nothing in the tests binds it on purpose.
+/// down or stops and starts again. The port was free a moment ago, and it is drawn at
+/// random, so parallel tests rarely draw the same one.
 pub fn unused_addr() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("reserve a port");
-    listener.local_addr().expect("a bound listener has an address")
+    let span = u128::from(TEST_PORTS.end - TEST_PORTS.start);
+    for _ in 0..1000 {
+        let offset = u16::try_from(uuid::Uuid::new_v4().as_u128() % span).expect("the offset is below the span");
+        let candidate = SocketAddr::from(([127, 0, 0, 1], TEST_PORTS.start + offset));
+        if std::net::TcpListener::bind(candidate).is_ok() {
+            return candidate;
+        }
+    }
+    panic!("no free port of 127.0.0.1 in {TEST_PORTS:?} after 1000 draws");
 }
 
 /// Opens a channel that sends no token, for tests that set the `authorization` header
