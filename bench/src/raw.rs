@@ -119,7 +119,7 @@ pub struct TicketRow {
 /// Insert form of a ticket, with the columns in the order the ticket service inserts them.
 /// The key is left to its column default, which draws it from the key sequence.
 #[derive(Insertable, Clone, Debug)]
-#[diesel(table_name = tickets)]
+#[diesel(table_name = tickets, treat_none_as_default_value = false)]
 pub struct NewTicket {
     pub id: Uuid,
     pub title: String,
@@ -157,7 +157,7 @@ pub struct NewTicket {
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
-#[diesel(table_name = ticket_history, check_for_backend(diesel::pg::Pg))]
+#[diesel(table_name = ticket_history, check_for_backend(diesel::pg::Pg), treat_none_as_default_value = false)]
 pub struct HistoryRow {
     pub ticket_id: Uuid,
     pub version: i64,
@@ -170,7 +170,7 @@ pub struct HistoryRow {
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
-#[diesel(table_name = outbox, check_for_backend(diesel::pg::Pg))]
+#[diesel(table_name = outbox, check_for_backend(diesel::pg::Pg), treat_none_as_default_value = false)]
 pub struct OutboxRow {
     pub event_id: Uuid,
     pub ticket_id: Uuid,

@@ -50,7 +50,7 @@ pub struct TicketRow {
 /// Columns a change may write: everything except the id, key and the keys that
 /// de-duplicate creates and imports.
 #[derive(AsChangeset, Insertable, Clone, Debug)]
-#[diesel(table_name = tickets, treat_none_as_null = true)]
+#[diesel(table_name = tickets, treat_none_as_null = true, treat_none_as_default_value = false)]
 pub struct TicketChangeset {
     pub title: String,
     pub description: String,
@@ -82,8 +82,12 @@ pub struct TicketChangeset {
 
 /// Insert form of a ticket: the key is left to the column default, which draws it from
 /// the key sequence.
+///
+/// Every insert form sets `treat_none_as_default_value = false`. Without it each field may
+/// fall back to DEFAULT, so diesel prepares and closes the insert anew on every call. The
+/// nullable columns all default to NULL, so a NULL parameter stores the same row.
 #[derive(Insertable, Clone, Debug)]
-#[diesel(table_name = tickets)]
+#[diesel(table_name = tickets, treat_none_as_default_value = false)]
 pub struct NewTicketRow {
     pub id: Uuid,
     #[diesel(embed)]
@@ -204,7 +208,7 @@ fn json_items<T>(
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
-#[diesel(table_name = ticket_comments, check_for_backend(diesel::pg::Pg))]
+#[diesel(table_name = ticket_comments, check_for_backend(diesel::pg::Pg), treat_none_as_default_value = false)]
 pub struct CommentRow {
     pub id: Uuid,
     pub ticket_id: Uuid,
@@ -238,7 +242,7 @@ impl From<&Comment> for CommentRow {
 }
 
 #[derive(Queryable, Selectable, Insertable, Clone, Debug)]
-#[diesel(table_name = ticket_history, check_for_backend(diesel::pg::Pg))]
+#[diesel(table_name = ticket_history, check_for_backend(diesel::pg::Pg), treat_none_as_default_value = false)]
 pub struct HistoryRow {
     pub ticket_id: Uuid,
     pub version: i64,
@@ -284,7 +288,7 @@ impl From<HistoryRow> for HistoryEntry {
 }
 
 #[derive(Insertable, Clone, Debug)]
-#[diesel(table_name = outbox)]
+#[diesel(table_name = outbox, treat_none_as_default_value = false)]
 pub struct NewOutboxRow {
     pub event_id: Uuid,
     pub ticket_id: Uuid,
@@ -292,4 +296,86 @@ pub struct NewOutboxRow {
     pub payload: Vec<u8>,
     pub created_at: DateTime<Utc>,
     pub traceparent: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::TimeZone;
+    use diesel::pg::Pg;
+    use diesel::query_builder::QueryFragment;
+
+    use super::*;
+    use crate::domain::enums::{Category, Severity};
+    use crate::domain::ticket::{CreateInput, validate_create};
+
+    /// A created ticket with most optional fields absent: no resolution, no detection
+    /// instant, no lifecycle instants.
+    fn created() -> crate::domain::ticket::NewTicket {
+        let input = CreateInput {
+            request_id: "r-1".into(),
+            title: "Beaconing host".into(),
+            severity: Severity::High.code(),
+            category: Category::Malware.code(),
+            ..CreateInput::default()
+        };
+        validate_create(input, "alice", Utc.with_ymd_and_hms(2026, 1, 10, 12, 0, 0).unwrap()).unwrap()
+    }
+
+    fn assert_cacheable(statement: &impl QueryFragment<Pg>, name: &str) {
+        assert!(
+            statement.is_safe_to_cache_prepared(&Pg).unwrap(),
+            "the {name} insert is prepared anew on every call; its insert form needs treat_none_as_default_value = false"
+        );
+    }
+
+    #[test]
+    fn insert_statements_stay_prepared() {
+        let new = created();
+        let ticket = NewTicketRow {
+            id: new.ticket.id,
+            fields: changeset(&new.ticket),
+            imported: false,
+            import_source: None,
+            import_digest: None,
+            request_id: Some(new.request_id.clone()),
+            request_digest: None,
+            created_at: new.ticket.created_at,
+        };
+        assert_cacheable(
+            &diesel::insert_into(tickets::table)
+                .values(&ticket)
+                .on_conflict(tickets::request_id)
+                .do_nothing()
+                .returning(TicketRow::as_returning()),
+            "ticket",
+        );
+        let history = HistoryRow {
+            ticket_id: new.ticket.id,
+            version: 1,
+            action: "created".into(),
+            actor: "alice".into(),
+            at: new.ticket.created_at,
+            changes: serde_json::Value::Array(Vec::new()),
+            note: String::new(),
+            event_id: Uuid::now_v7(),
+        };
+        assert_cacheable(&diesel::insert_into(ticket_history::table).values(history), "history");
+        let event = NewOutboxRow {
+            event_id: Uuid::now_v7(),
+            ticket_id: new.ticket.id,
+            ticket_version: 1,
+            payload: vec![1, 2, 3],
+            created_at: new.ticket.created_at,
+            traceparent: None,
+        };
+        assert_cacheable(&diesel::insert_into(outbox::table).values(event), "outbox");
+        let comment = CommentRow {
+            id: Uuid::now_v7(),
+            ticket_id: new.ticket.id,
+            author: "alice".into(),
+            body: "Isolated the host.".into(),
+            created_at: new.ticket.created_at,
+        };
+        assert_cacheable(&diesel::insert_into(ticket_comments::table).values(&comment), "comment");
+    }
 }
