@@ -1,10 +1,13 @@
 //! The gRPC server every service runs: explicit HTTP/2 limits, health and reflection.
 
+mod stream;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use socket2::{SockRef, TcpKeepalive};
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic::transport::server::Router;
@@ -12,6 +15,7 @@ use tower::layer::util::{Identity, Stack};
 
 pub use crate::settings::GrpcLimits;
 pub use crate::wire::WireLayer;
+pub use stream::AcceptedStream;
 
 /// Largest request a service decodes, in bytes: the default of
 /// `--grpc-max-decoding-message-size`. A batch of 1000 events fits well inside.
@@ -155,6 +159,7 @@ where
         shutdown.await;
         let _ = draining_tx.send(());
     };
+    let incoming = incoming.map(|accepted| accepted.map(AcceptedStream::new));
     let server = router.serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);
 
