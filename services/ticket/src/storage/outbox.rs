@@ -53,12 +53,6 @@ pub struct PendingEvent {
     pub traceparent: Option<String>,
 }
 
-#[derive(QueryableByName)]
-struct TicketIdRow {
-    #[diesel(sql_type = SqlUuid)]
-    ticket_id: Uuid,
-}
-
 /// Result of one delivery round.
 #[derive(Debug)]
 pub enum Delivery {
@@ -115,30 +109,25 @@ where
             // send the rows again, which both receivers ignore by event id. So this commit
             // does not wait for the disk, which the creates need.
             conn.batch_execute("SET LOCAL synchronous_commit = off").await?;
-            let heads: Vec<TicketIdRow> = diesel::sql_query(format!(
-                "SELECT o.ticket_id FROM outbox o \
-                 WHERE o.{column} IS NULL \
-                   AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ticket_id = o.ticket_id AND p.{column} IS NULL AND p.id < o.id) \
-                 ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED"
+            // The heads stay locked until the commit, so no other relay can claim a later
+            // row of these tickets. MATERIALIZED keeps the claim from being folded into
+            // the outer query, which then locks the pending rows of the claimed tickets.
+            let pending: Vec<PendingEvent> = diesel::sql_query(format!(
+                "WITH heads AS MATERIALIZED ( \
+                   SELECT o.ticket_id FROM outbox o \
+                   WHERE o.{column} IS NULL \
+                     AND NOT EXISTS (SELECT 1 FROM outbox p WHERE p.ticket_id = o.ticket_id AND p.{column} IS NULL AND p.id < o.id) \
+                   ORDER BY o.id LIMIT $1 FOR UPDATE OF o SKIP LOCKED) \
+                 SELECT id, event_id, payload, attempts, traceparent FROM outbox \
+                 WHERE ticket_id IN (SELECT ticket_id FROM heads) AND {column} IS NULL \
+                 ORDER BY id LIMIT $1 FOR UPDATE"
             ))
             .bind::<BigInt, _>(limit)
             .load(conn)
             .await?;
-            if heads.is_empty() {
+            if pending.is_empty() {
                 return Ok(0);
             }
-
-            // The heads are locked by this transaction, so no other relay can claim any
-            // later row of these tickets until it ends.
-            let ticket_ids: Vec<Uuid> = heads.into_iter().map(|row| row.ticket_id).collect();
-            let pending: Vec<PendingEvent> = diesel::sql_query(format!(
-                "SELECT id, event_id, payload, attempts, traceparent FROM outbox \
-                 WHERE ticket_id = ANY($1) AND {column} IS NULL ORDER BY id LIMIT $2 FOR UPDATE"
-            ))
-            .bind::<Array<SqlUuid>, _>(ticket_ids)
-            .bind::<BigInt, _>(limit)
-            .load(conn)
-            .await?;
 
             let ids: Vec<i64> = pending.iter().map(|row| row.id).collect();
             let event_ids: Vec<Uuid> = pending.iter().map(|row| row.event_id).collect();
