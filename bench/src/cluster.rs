@@ -59,9 +59,14 @@ impl Database {
             .with_context(|| format!("connect to database {}", self.name))
     }
 
+    /// URL of the server's maintenance database, for statements about this database.
+    pub fn maintenance_url(&self) -> String {
+        format!("{}/postgres", self.server)
+    }
+
     /// Drops the database, ending every session still connected to it.
     pub async fn drop_database(&self) -> anyhow::Result<()> {
-        let mut maintenance = AsyncPgConnection::establish(&format!("{}/postgres", self.server))
+        let mut maintenance = AsyncPgConnection::establish(&self.maintenance_url())
             .await
             .context("connect to the postgres maintenance database")?;
         maintenance

@@ -7,6 +7,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
+use crate::cpu::{CpuMeter, CpuUse, Watched};
+
 /// Highest latency the histograms record, in microseconds; a slower call is clamped to it.
 const MAX_LATENCY_MICROS: u64 = 120_000_000;
 
@@ -39,6 +41,8 @@ pub struct LoadSummary {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
+    /// Where the CPU time went while the load ran; `None` when /proc could not be read.
+    pub cpu: Option<CpuUse>,
 }
 
 impl LoadSummary {
@@ -55,6 +59,7 @@ impl LoadSummary {
             p50_ms: millis(histogram.value_at_quantile(0.50)),
             p99_ms: millis(histogram.value_at_quantile(0.99)),
             max_ms: millis(histogram.max()),
+            cpu: None,
         }
     }
 }
@@ -72,8 +77,9 @@ struct ClientTally {
 
 /// Runs each operation in its own task, back to back, first for `warmup` without
 /// recording and then for `duration`. Only successful calls enter the histogram; failed
-/// ones are counted.
-pub async fn closed_loop<O: Operation>(operations: Vec<O>, warmup: Duration, duration: Duration) -> LoadSummary {
+/// ones are counted. The CPU time of the measured window is split between the `watched`
+/// processes, this one and the rest of the machine.
+pub async fn closed_loop<O: Operation>(operations: Vec<O>, warmup: Duration, duration: Duration, watched: &[Watched]) -> LoadSummary {
     let clients = operations.len();
     let started = Instant::now();
     let measure_from = started + warmup;
@@ -110,6 +116,12 @@ pub async fn closed_loop<O: Operation>(operations: Vec<O>, warmup: Duration, dur
         }));
     }
 
+    tokio::time::sleep_until(measure_from.into()).await;
+    let meter = CpuMeter::start(watched)
+        .await
+        .inspect_err(|error| eprintln!("cannot read CPU times, the run reports none: {error:#}"))
+        .ok();
+
     let mut histogram = latency_histogram();
     let mut errors = 0;
     let mut first_error = None;
@@ -124,5 +136,13 @@ pub async fn closed_loop<O: Operation>(operations: Vec<O>, warmup: Duration, dur
     // Calls that started before the deadline may finish after it; they count, so the
     // elapsed time runs to the last of them.
     let elapsed = Instant::now().saturating_duration_since(measure_from);
-    LoadSummary::from_histogram(clients, &histogram, errors, first_error, elapsed)
+    let mut summary = LoadSummary::from_histogram(clients, &histogram, errors, first_error, elapsed);
+    if let Some(meter) = meter {
+        summary.cpu = meter
+            .finish(summary.requests)
+            .await
+            .inspect_err(|error| eprintln!("cannot read CPU times, the run reports none: {error:#}"))
+            .ok();
+    }
+    summary
 }

@@ -3,6 +3,7 @@
 //! it against release builds; docs/benchmarks.md describes each step.
 
 mod cluster;
+mod cpu;
 mod load;
 mod machine;
 mod raw;
@@ -172,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
     results.table = report::rows(&results);
 
     report::print_table(&results);
+    report::print_cpu_table(&results);
     let json = serde_json::to_string_pretty(&results)?;
     std::fs::write(&args.out, json + "\n").with_context(|| format!("write {}", args.out.display()))?;
     println!("results written to {}", args.out.display());

@@ -258,3 +258,66 @@ pub fn print_table(results: &Results) {
     }
     println!("{table}");
 }
+
+/// Columns of the CPU table for the PostgreSQL sessions of each database. The raw limit's
+/// database holds the ticket service's tables, so it shares their column.
+pub const TICKET_TABLES: &str = "PostgreSQL, ticket tables";
+pub const AUDIT_TABLES: &str = "PostgreSQL, audit tables";
+pub const METRICS_TABLES: &str = "PostgreSQL, metrics tables";
+
+/// Parts of the CPU table, in column order.
+const CPU_PARTS: [&str; 8] = [
+    "docket-ticket",
+    "docket-audit",
+    "docket-metrics",
+    TICKET_TABLES,
+    AUDIT_TABLES,
+    METRICS_TABLES,
+    "load generator",
+    "rest of the machine",
+];
+
+/// Prints where the CPU time of each load point went, in microseconds per call, so a
+/// ratio below its target can be traced to the part that costs the most.
+pub fn print_cpu_table(results: &Results) {
+    let mut points: Vec<(&str, String, &str, &crate::load::LoadSummary)> = Vec::new();
+    if let Some(tickets) = &results.tickets {
+        for (step, name, sides) in [("1", "CreateTicket", &tickets.create), ("2", "GetTicket", &tickets.get)] {
+            for side in sides {
+                points.push((step, format!("{name}, {} clients", side.clients), "Docket", &side.docket));
+                points.push((step, format!("{name}, {} clients", side.clients), "raw limit", &side.raw));
+            }
+        }
+    }
+    if let Some(audit) = &results.audit {
+        points.push(("5", format!("AppendEvents, batches of {}", crate::steps::audit::BATCH_SIZE), "Docket", &audit.append));
+    }
+    if points.iter().all(|(_, _, _, summary)| summary.cpu.is_none()) {
+        return;
+    }
+
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::ASCII_MARKDOWN);
+    table.set_content_arrangement(ContentArrangement::Disabled);
+    let mut header = vec!["step", "load point", "side", "cores busy"];
+    header.extend(CPU_PARTS);
+    header.push("total");
+    table.set_header(header);
+    for (step, point, side, summary) in points {
+        let Some(cpu) = &summary.cpu else { continue };
+        let mut row = vec![step.to_owned(), point, side.to_owned(), format!("{:.0} %", cpu.busy_percent)];
+        for part in CPU_PARTS {
+            row.push(
+                cpu.shares
+                    .iter()
+                    .find(|share| share.part == part)
+                    .map(|share| format!("{:.0}", share.micros_per_call))
+                    .unwrap_or_default(),
+            );
+        }
+        row.push(format!("{:.0}", cpu.total_micros_per_call));
+        table.add_row(row);
+    }
+    println!("CPU time per call, in microseconds (all cores, from /proc):");
+    println!("{table}");
+}

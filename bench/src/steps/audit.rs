@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::Plan;
 use crate::cluster::{Context, ServiceProcess};
+use crate::cpu::Watched;
 use crate::load::{self, LoadSummary, Operation};
 
 /// Events per AppendEvents call.
@@ -86,7 +87,9 @@ async fn run_with(service: &ServiceProcess, plan: &Plan) -> anyhow::Result<Audit
             client: docket_tests::audit_client(service.addr).await,
         });
     }
-    let append = load::closed_loop(operations, plan.warmup(), plan.load()).await;
+    let mut watched: Vec<Watched> = service.pid().map(|pid| Watched::process("docket-audit", pid)).into_iter().collect();
+    watched.push(Watched::database(crate::report::AUDIT_TABLES, &service.database));
+    let append = load::closed_loop(operations, plan.warmup(), plan.load(), &watched).await;
     let append_events_per_second = append.per_second * BATCH_SIZE as f64;
     Ok(AuditResults {
         ledger_records: plan.ledger_records,

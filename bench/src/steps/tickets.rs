@@ -19,6 +19,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::cluster::{Context, Memory, Suite};
+use crate::cpu::Watched;
 use crate::load::{self, LoadSummary, Operation};
 use crate::raw::{self, CreateTemplate};
 use crate::Plan;
@@ -130,10 +131,19 @@ async fn run_with(suite: &Suite, raw_db: &crate::cluster::Database, plan: &Plan)
     let mut ticket_conn = suite.ticket.database.connect().await?;
     let template = Arc::new(CreateTemplate::load(&mut ticket_conn, id).await.context("read the template ticket's rows")?);
 
+    let mut watched: Vec<Watched> = suite
+        .processes()
+        .iter()
+        .filter_map(|process| process.pid().map(|pid| Watched::process(format!("docket-{}", process.name), pid)))
+        .collect();
+    watched.push(Watched::database(crate::report::TICKET_TABLES, &suite.ticket.database));
+    watched.push(Watched::database(crate::report::AUDIT_TABLES, &suite.audit.database));
+    watched.push(Watched::database(crate::report::METRICS_TABLES, &suite.metrics.database));
+    let raw_watched = [Watched::database(crate::report::TICKET_TABLES, raw_db)];
     let mut create = Vec::new();
     for clients in CREATE_CLIENTS {
         eprintln!("create: {clients} clients, Docket then raw, {} s each", plan.load_seconds);
-        let docket = load::closed_loop(create_clients(suite, clients).await, plan.warmup(), plan.load()).await;
+        let docket = load::closed_loop(create_clients(suite, clients).await, plan.warmup(), plan.load(), &watched).await;
         let operations = (0..clients)
             .map(|client| RawCreate {
                 pool: raw_pool.clone(),
@@ -141,7 +151,7 @@ async fn run_with(suite: &Suite, raw_db: &crate::cluster::Database, plan: &Plan)
                 prefix: format!("raw-{clients}-{client}"),
             })
             .collect();
-        let raw = load::closed_loop(operations, plan.warmup(), plan.load()).await;
+        let raw = load::closed_loop(operations, plan.warmup(), plan.load(), &raw_watched).await;
         create.push(SideBySide::new(docket, raw));
     }
     let loaded: Vec<Memory> = suite.processes().iter().map(|process| process.memory()).collect::<Result<_, _>>()?;
@@ -176,7 +186,7 @@ async fn run_with(suite: &Suite, raw_db: &crate::cluster::Database, plan: &Plan)
                 offset: client * 7919,
             });
         }
-        let docket = load::closed_loop(operations, plan.warmup(), plan.load()).await;
+        let docket = load::closed_loop(operations, plan.warmup(), plan.load(), &watched).await;
         let operations = (0..clients)
             .map(|client| RawGet {
                 pool: raw_pool.clone(),
@@ -184,7 +194,7 @@ async fn run_with(suite: &Suite, raw_db: &crate::cluster::Database, plan: &Plan)
                 offset: client * 7919,
             })
             .collect();
-        let raw = load::closed_loop(operations, plan.warmup(), plan.load()).await;
+        let raw = load::closed_loop(operations, plan.warmup(), plan.load(), &raw_watched).await;
         get.push(SideBySide::new(docket, raw));
     }
 
