@@ -10,7 +10,7 @@ help:
 	@echo "make test   start or check PostgreSQL, then build and run every unit and integration test"
 	@echo "make build  build the workspace in debug mode"
 	@echo "make chaos  run the crash, outage and tampering tests longer and print their table"
-	@echo "make bench  measure throughput, latency and memory against the raw PostgreSQL limit (release builds, about 15 minutes)"
+	@echo "make bench  measure throughput, latency and memory against the raw PostgreSQL limit (release builds, about 10 minutes)"
 	@echo "make bench-quick  the same steps, shorter and on smaller data, in under 3 minutes"
 	@echo "make python-env  create target/python-venv with the pinned packages of tests/interop"
 	@echo "make chart-check  lint, render and validate the Helm chart in helm/docket (no cluster needed)"

@@ -88,16 +88,7 @@ impl Store {
         let mut conn = self.conn().await?;
         let (ticket, created) = conn
             .transaction::<_, Error, _>(async |conn| {
-                let row = NewTicketRow {
-                    id: new.ticket.id,
-                    fields: changeset(&new.ticket),
-                    imported: false,
-                    import_source: None,
-                    import_digest: None,
-                    request_id: Some(new.request_id.clone()),
-                    request_digest: Some(new.request_digest.clone()),
-                    created_at: new.ticket.created_at,
-                };
+                let row = NewTicketRow::created(&new);
                 // ON CONFLICT waits for a concurrent insert of the same request id to
                 // commit or roll back, so exactly one of many retries inserts.
                 let inserted: Option<TicketRow> = diesel::insert_into(tickets::table)

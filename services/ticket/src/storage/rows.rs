@@ -100,6 +100,22 @@ pub struct NewTicketRow {
     pub created_at: DateTime<Utc>,
 }
 
+impl NewTicketRow {
+    /// Builds the row of a ticket created through the API, keyed by its request id.
+    pub fn created(new: &crate::domain::ticket::NewTicket) -> NewTicketRow {
+        NewTicketRow {
+            id: new.ticket.id,
+            fields: changeset(&new.ticket),
+            imported: false,
+            import_source: None,
+            import_digest: None,
+            request_id: Some(new.request_id.clone()),
+            request_digest: Some(new.request_digest.clone()),
+            created_at: new.ticket.created_at,
+        }
+    }
+}
+
 pub fn changeset(ticket: &Ticket) -> TicketChangeset {
     TicketChangeset {
         title: ticket.title.clone(),
@@ -331,16 +347,7 @@ mod tests {
     #[test]
     fn insert_statements_stay_prepared() {
         let new = created();
-        let ticket = NewTicketRow {
-            id: new.ticket.id,
-            fields: changeset(&new.ticket),
-            imported: false,
-            import_source: None,
-            import_digest: None,
-            request_id: Some(new.request_id.clone()),
-            request_digest: None,
-            created_at: new.ticket.created_at,
-        };
+        let ticket = NewTicketRow::created(&new);
         assert_cacheable(
             &diesel::insert_into(tickets::table)
                 .values(&ticket)
