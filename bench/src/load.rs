@@ -78,7 +78,7 @@ struct ClientTally {
 /// Runs each operation in its own task, back to back, first for `warmup` without
 /// recording and then for `duration`. Only successful calls enter the histogram; failed
 /// ones are counted. The CPU time of the measured window is split between the `watched`
-/// processes, this one and the rest of the machine.
+/// parts, this process and the rest of the machine.
 pub async fn closed_loop<O: Operation>(operations: Vec<O>, warmup: Duration, duration: Duration, watched: &[Watched]) -> LoadSummary {
     let clients = operations.len();
     let started = Instant::now();
