@@ -15,6 +15,11 @@ use crate::error::Error;
 /// How long to wait for a TCP connection to a service.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Largest response the CLI decodes: the services' default `--grpc-max-encoding-message-size`.
+/// tonic's own default of 4 MiB would reject a ticket with many long comments that the
+/// service sends intact.
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+
 /// Adds `authorization: Bearer <token>` to every request when a token is set. Without one
 /// the services return UNAUTHENTICATED.
 #[derive(Clone)]
@@ -100,17 +105,17 @@ pub async fn connect(target: &Target, request_timeout: Duration) -> Result<Chann
 
 pub async fn ticket_client(target: &Target, token: &TokenInterceptor, timeout: Duration) -> Result<TicketClient, Error> {
     let channel = connect(target, timeout).await?;
-    Ok(TicketServiceClient::with_interceptor(channel, token.clone()))
+    Ok(TicketServiceClient::with_interceptor(channel, token.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
 
 pub async fn audit_client(target: &Target, token: &TokenInterceptor, timeout: Duration) -> Result<AuditClient, Error> {
     let channel = connect(target, timeout).await?;
-    Ok(AuditServiceClient::with_interceptor(channel, token.clone()))
+    Ok(AuditServiceClient::with_interceptor(channel, token.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
 
 pub async fn metrics_client(target: &Target, token: &TokenInterceptor, timeout: Duration) -> Result<MetricsClient, Error> {
     let channel = connect(target, timeout).await?;
-    Ok(MetricsServiceClient::with_interceptor(channel, token.clone()))
+    Ok(MetricsServiceClient::with_interceptor(channel, token.clone()).max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
 
 #[cfg(test)]

@@ -1050,3 +1050,74 @@ async fn list_filters_by_creation_range() {
         .collect();
     assert_eq!(ids, vec![first.id]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hundreds_of_bad_indicators_stay_invalid_argument() {
+    let (_db, _running, mut client) = start().await;
+    let mut request = create_request("many-bad-indicators");
+    request.indicators = (0..400)
+        .map(|index| Indicator {
+            r#type: IndicatorType::Ipv4 as i32,
+            value: format!("999.0.0.{index}"),
+        })
+        .collect();
+    request.indicators.push(Indicator {
+        r#type: IndicatorType::Url as i32,
+        value: format!("notaurl://{}", "é".repeat(5000)),
+    });
+
+    let status = client
+        .create_ticket(request)
+        .await
+        .expect_err("every indicator is invalid");
+
+    assert_eq!(status.code(), Code::InvalidArgument, "{}", status.message());
+    assert!(status.message().contains("indicators[0].value"), "{}", status.message());
+    assert!(status.message().contains("more violations"), "{}", status.message());
+    let details = status.get_details_bad_request().expect("BadRequest details");
+    assert_eq!(details.field_violations.len(), 10);
+    assert_eq!(details.field_violations[0].field, "indicators[0].value");
+
+    let list = client
+        .list_tickets(ListTicketsRequest::default())
+        .await
+        .expect("list tickets")
+        .into_inner();
+    assert!(list.tickets.is_empty(), "the rejected create stored a ticket");
+}
+
+/// A ticket of about 4.8 MB: 60 comments of 20,000 four-byte characters each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_reads_ticket_over_four_mebibytes() {
+    let (_db, running, mut client) = start().await;
+    let ticket = create(&mut client, "long-worklog").await;
+    let body = "\u{1D11E}".repeat(20_000);
+    for _ in 0..60 {
+        client
+            .add_comment(AddCommentRequest {
+                ticket: ticket.id.clone(),
+                body: body.clone(),
+            })
+            .await
+            .expect("add a long comment");
+    }
+
+    let token = docket_tests::user_token(docket_tests::TEST_USER, &[docket_auth::Role::Analyst]);
+    let interceptor = docket_cli::client::TokenInterceptor::new(Some(&token)).expect("a valid token");
+    let target = docket_cli::client::Target {
+        service: "ticket",
+        flag: "--ticket-addr",
+        addr: running.addr.to_string(),
+    };
+    let mut cli_client = docket_cli::client::ticket_client(&target, &interceptor, std::time::Duration::from_secs(30))
+        .await
+        .expect("connect as the CLI does");
+    let read = cli_client
+        .get_ticket(GetTicketRequest { ticket: ticket.key.clone() })
+        .await
+        .expect("the CLI decodes a ticket over 4 MiB")
+        .into_inner();
+
+    assert_eq!(read.comments.len(), 60);
+    assert!(read.comments.iter().all(|comment| comment.body == body));
+}

@@ -9,6 +9,7 @@ pub mod outgoing;
 pub mod prometheus;
 pub mod settings;
 pub mod shutdown;
+pub mod violations;
 pub mod wire;
 
 pub use auth::{AuthLayer, AuthSettings};

@@ -1,7 +1,6 @@
 use std::net::SocketAddr;
 
 use docket_db::DbError;
-use tonic_types::{ErrorDetails, StatusExt};
 
 /// One invalid field of a request, named by its path such as `events[2].ticket.severity`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -94,14 +93,10 @@ impl From<Error> for tonic::Status {
             return tonic::Status::unavailable("the metrics database is unavailable; retry later");
         }
         match error {
-            Error::InvalidArgument(violations) => {
-                let message = describe_violations(&violations);
-                let mut details = ErrorDetails::new();
-                for violation in violations {
-                    details.add_bad_request_violation(violation.field, violation.description);
-                }
-                tonic::Status::with_error_details(tonic::Code::InvalidArgument, message, details)
-            }
+            Error::InvalidArgument(violations) => docket_server::violations::invalid_argument(
+                "invalid ",
+                violations.into_iter().map(|violation| (violation.field, violation.description)),
+            ),
             other => {
                 tracing::error!(error = %other, "internal error");
                 tonic::Status::internal("internal error in the metrics service; the details are in its log")
@@ -113,6 +108,7 @@ impl From<Error> for tonic::Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tonic_types::StatusExt;
 
     #[test]
     fn pool_timeout_maps_to_unavailable() {

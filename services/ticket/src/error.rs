@@ -1,6 +1,5 @@
 use std::net::SocketAddr;
 
-use tonic_types::{ErrorDetails, StatusExt};
 
 use crate::domain::{Status as TicketStatus, Violations};
 
@@ -113,27 +112,17 @@ impl Error {
 
 impl From<Error> for tonic::Status {
     fn from(error: Error) -> Self {
-        use tonic::{Code, Status};
+        use tonic::Status;
 
         if error.is_unavailable() {
             tracing::warn!(%error, "ticket database unavailable");
             return Status::unavailable("the ticket database is unavailable; retry later");
         }
         match error {
-            Error::Invalid(violations) => {
-                let mut details = ErrorDetails::new();
-                for violation in &violations.0 {
-                    details.add_bad_request_violation(
-                        violation.field.clone(),
-                        violation.description.clone(),
-                    );
-                }
-                Status::with_error_details(
-                    Code::InvalidArgument,
-                    format!("invalid request: {violations}"),
-                    details,
-                )
-            }
+            Error::Invalid(violations) => docket_server::violations::invalid_argument(
+                "invalid request: ",
+                violations.0.into_iter().map(|violation| (violation.field, violation.description)),
+            ),
             Error::NotFound(_) => Status::not_found(error.to_string()),
             Error::StaleEtag { .. } => {
                 Status::aborted(format!("{error}; read the ticket again and retry"))
