@@ -1121,3 +1121,41 @@ async fn cli_reads_ticket_over_four_mebibytes() {
     assert_eq!(read.comments.len(), 60);
     assert!(read.comments.iter().all(|comment| comment.body == body));
 }
+
+/// 104 comments of 80,000 bytes fit in the 8 MiB worklog; the 105th does not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_worklog_rejects_next_comment() {
+    let (_db, _running, client) = start().await;
+    let mut client = client.max_decoding_message_size(16 * 1024 * 1024);
+    let ticket = create(&mut client, "full-worklog").await;
+    let body = "\u{1D11E}".repeat(20_000);
+    let add = |client: &mut Client| {
+        let request = AddCommentRequest {
+            ticket: ticket.id.clone(),
+            body: body.clone(),
+        };
+        let mut client = client.clone();
+        async move { client.add_comment(request).await }
+    };
+    for _ in 0..104 {
+        add(&mut client).await.expect("a comment within the worklog limit");
+    }
+    let before = client
+        .get_ticket(GetTicketRequest { ticket: ticket.id.clone() })
+        .await
+        .expect("read the ticket")
+        .into_inner();
+
+    let status = add(&mut client).await.expect_err("the worklog is full");
+
+    assert_eq!(status.code(), Code::FailedPrecondition, "{}", status.message());
+    assert!(status.message().contains(&ticket.key), "{}", status.message());
+    assert!(status.message().contains("8388608"), "{}", status.message());
+    let after = client
+        .get_ticket(GetTicketRequest { ticket: ticket.id.clone() })
+        .await
+        .expect("the ticket stays readable")
+        .into_inner();
+    assert_eq!(after.comments.len(), 104);
+    assert_eq!(after.version, before.version);
+}

@@ -31,6 +31,11 @@ pub enum Error {
     },
 
     #[error(
+        "ticket {key} already holds {used} bytes of comments, and this comment of {adding} bytes would pass the limit of {limit} bytes; summarise the worklog in a new ticket or in the resolution"
+    )]
+    WorklogFull { key: String, used: i64, adding: i64, limit: i64 },
+
+    #[error(
         "request_id {request_id:?} was already used for ticket {key} with other content; send a new request_id for a new ticket"
     )]
     RequestIdReused { request_id: String, key: String },
@@ -127,7 +132,7 @@ impl From<Error> for tonic::Status {
             Error::StaleEtag { .. } => {
                 Status::aborted(format!("{error}; read the ticket again and retry"))
             }
-            Error::NotAllowed { .. } => Status::failed_precondition(error.to_string()),
+            Error::NotAllowed { .. } | Error::WorklogFull { .. } => Status::failed_precondition(error.to_string()),
             Error::RequestIdReused { .. } => Status::already_exists(error.to_string()),
             Error::Denied(denied) | Error::TicketDenied { denied, .. } => Status::from(denied),
             other => {

@@ -224,6 +224,21 @@ impl Store {
                     return Err(stale(&current, current.version));
                 }
                 if let Some(comment) = &mutation.comment {
+                    // The ticket row is locked, so no other comment can be added meanwhile.
+                    let used: i64 = ticket_comments::table
+                        .filter(ticket_comments::ticket_id.eq(current.id))
+                        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>("COALESCE(SUM(octet_length(body)), 0)::bigint"))
+                        .first(conn)
+                        .await?;
+                    let adding = comment.body.len() as i64;
+                    if used + adding > domain::ticket::MAX_WORKLOG_BYTES {
+                        return Err(Error::WorklogFull {
+                            key: current.key.to_string(),
+                            used,
+                            adding,
+                            limit: domain::ticket::MAX_WORKLOG_BYTES,
+                        });
+                    }
                     diesel::insert_into(ticket_comments::table)
                         .values(CommentRow::from(comment))
                         .execute(conn)
