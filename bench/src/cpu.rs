@@ -1,6 +1,6 @@
-//! CPU time spent during a load point, split by where it went: each watched service, the
-//! PostgreSQL sessions of each watched database, the load generator itself, and the rest
-//! of the machine (PostgreSQL's own background processes and the kernel's network work).
+//! CPU time spent during a load point, split by part of the machine. The parts are each
+//! watched service, the PostgreSQL sessions of each watched database, the load generator
+//! itself, and the rest (PostgreSQL's background processes and the kernel's network work).
 //! On a machine where every core is busy, the ratio between two sides is the inverse
 //! ratio of their CPU time per call, so this split shows which part of a call bounds it.
 
@@ -13,7 +13,7 @@ use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use procfs::{CurrentSI, KernelStats};
 use serde::Serialize;
 
-/// What a watched part of the machine is.
+/// Kind of a watched part of the machine.
 #[derive(Clone, Debug)]
 pub enum Target {
     /// One process and all its threads.
@@ -51,7 +51,7 @@ pub struct CpuShare {
     pub micros_per_call: f64,
 }
 
-/// Where the machine's CPU time went during a load point.
+/// CPU time of the machine during a load point, split by part.
 #[derive(Clone, Debug, Serialize)]
 pub struct CpuUse {
     /// Busy time of all cores over the window, in percent of their capacity.

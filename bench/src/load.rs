@@ -41,7 +41,7 @@ pub struct LoadSummary {
     pub p50_ms: f64,
     pub p99_ms: f64,
     pub max_ms: f64,
-    /// Where the CPU time went while the load ran; `None` when /proc could not be read.
+    /// CPU time of the measured window by part, or `None` when /proc could not be read.
     pub cpu: Option<CpuUse>,
 }
 

@@ -260,7 +260,7 @@ pub fn print_table(results: &Results) {
 }
 
 /// Columns of the CPU table for the PostgreSQL sessions of each database. The raw limit's
-/// database holds the ticket service's tables, so it shares their column.
+/// database contains the ticket service's tables, so it shares their column.
 pub const TICKET_TABLES: &str = "PostgreSQL, ticket tables";
 pub const AUDIT_TABLES: &str = "PostgreSQL, audit tables";
 pub const METRICS_TABLES: &str = "PostgreSQL, metrics tables";

@@ -1086,20 +1086,28 @@ async fn hundreds_of_bad_indicators_stay_invalid_argument() {
     assert!(list.tickets.is_empty(), "the rejected create stored a ticket");
 }
 
+/// Returns the longest comment allowed in bytes: 20,000 four-byte characters, 80,000 bytes.
+fn long_comment() -> String {
+    "\u{1D11E}".repeat(20_000)
+}
+
+async fn add_comment(client: &mut Client, ticket: &Ticket, body: &str) -> Result<tonic::Response<Comment>, tonic::Status> {
+    client
+        .add_comment(AddCommentRequest {
+            ticket: ticket.id.clone(),
+            body: body.to_owned(),
+        })
+        .await
+}
+
 /// A ticket of about 4.8 MB: 60 comments of 20,000 four-byte characters each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_reads_ticket_over_four_mebibytes() {
     let (_db, running, mut client) = start().await;
     let ticket = create(&mut client, "long-worklog").await;
-    let body = "\u{1D11E}".repeat(20_000);
+    let body = long_comment();
     for _ in 0..60 {
-        client
-            .add_comment(AddCommentRequest {
-                ticket: ticket.id.clone(),
-                body: body.clone(),
-            })
-            .await
-            .expect("add a long comment");
+        add_comment(&mut client, &ticket, &body).await.expect("add a long comment");
     }
 
     let token = docket_tests::user_token(docket_tests::TEST_USER, &[docket_auth::Role::Analyst]);
@@ -1128,17 +1136,9 @@ async fn full_worklog_rejects_next_comment() {
     let (_db, _running, client) = start().await;
     let mut client = client.max_decoding_message_size(16 * 1024 * 1024);
     let ticket = create(&mut client, "full-worklog").await;
-    let body = "\u{1D11E}".repeat(20_000);
-    let add = |client: &mut Client| {
-        let request = AddCommentRequest {
-            ticket: ticket.id.clone(),
-            body: body.clone(),
-        };
-        let mut client = client.clone();
-        async move { client.add_comment(request).await }
-    };
+    let body = long_comment();
     for _ in 0..104 {
-        add(&mut client).await.expect("a comment within the worklog limit");
+        add_comment(&mut client, &ticket, &body).await.expect("a comment within the worklog limit");
     }
     let before = client
         .get_ticket(GetTicketRequest { ticket: ticket.id.clone() })
@@ -1146,7 +1146,7 @@ async fn full_worklog_rejects_next_comment() {
         .expect("read the ticket")
         .into_inner();
 
-    let status = add(&mut client).await.expect_err("the worklog is full");
+    let status = add_comment(&mut client, &ticket, &body).await.expect_err("the worklog is full");
 
     assert_eq!(status.code(), Code::FailedPrecondition, "{}", status.message());
     assert!(status.message().contains(&ticket.key), "{}", status.message());

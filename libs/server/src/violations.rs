@@ -1,10 +1,13 @@
 //! INVALID_ARGUMENT statuses of bounded size.
 //!
 //! The message and the BadRequest details travel in HTTP/2 trailers, which clients cap.
-//! The docket CLI, a tonic client, failed with an HTTP/2 protocol error once a status held
-//! about 4 KB of violations, and grpcio rejects trailers over 16 KiB. So a status lists at
-//! most [`MAX_REPORTED`] violations in its details, shortens each description, and keeps
-//! the message within [`MAX_MESSAGE_BYTES`], saying how many violations it left out.
+//! The docket CLI, a tonic client, failed with an HTTP/2 protocol error once a status
+//! carried about 4 KB of violations, and grpcio rejects trailers over 16 KiB. So a status
+//! lists at most [`MAX_REPORTED`] violations in its details and shortens each description.
+//! Its message stays within [`MAX_MESSAGE_BYTES`] and counts the violations it left out.
+//!
+//! NOTE: which layer of the tonic client sets the 4 KB limit was not found, so the bounds
+//! below are chosen to stay under it rather than derived from it.
 
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -46,7 +49,8 @@ where
     let left_out = violations.len() - listed;
     if left_out > 0 {
         let noun = if left_out == 1 { "violation" } else { "violations" };
-        message.push_str(&format!(" (and {left_out} more {noun}; the error details list the first {MAX_REPORTED})"));
+        let in_details = violations.len().min(MAX_REPORTED);
+        message.push_str(&format!(" (and {left_out} more {noun}; the error details list the first {in_details})"));
     }
 
     let mut details = ErrorDetails::new();

@@ -20,6 +20,8 @@ pub const MAX_REQUEST_ID_LEN: usize = 128;
 pub const MAX_COMMENT_LEN: usize = 20_000;
 /// Maximum size of a ticket's whole worklog, in bytes of comment text, so that comments
 /// alone cannot fill the 16 MiB that a GetTicket response may hold.
+// NOTE: the other fields' largest size (1,000 indicators and 1,000 assets) was not worked
+// out, so a ticket near this limit with the largest of those may still pass 16 MiB.
 pub const MAX_WORKLOG_BYTES: i64 = 8 * 1024 * 1024;
 /// Maximum length of a transition note or import reason, in characters.
 pub const MAX_NOTE_LEN: usize = 2_000;

@@ -212,6 +212,10 @@ impl Store {
                     });
                 }
 
+                if let Some(comment) = &mutation.comment {
+                    check_worklog_room(conn, &current, comment).await?;
+                }
+
                 // The version guard repeats the etag check in SQL, so a change can never
                 // overwrite one that committed after this transaction read the row.
                 let updated = diesel::update(tickets::table)
@@ -224,21 +228,6 @@ impl Store {
                     return Err(stale(&current, current.version));
                 }
                 if let Some(comment) = &mutation.comment {
-                    // The ticket row is locked, so no other comment can be added meanwhile.
-                    let used: i64 = ticket_comments::table
-                        .filter(ticket_comments::ticket_id.eq(current.id))
-                        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>("COALESCE(SUM(octet_length(body)), 0)::bigint"))
-                        .first(conn)
-                        .await?;
-                    let adding = comment.body.len() as i64;
-                    if used + adding > domain::ticket::MAX_WORKLOG_BYTES {
-                        return Err(Error::WorklogFull {
-                            key: current.key.to_string(),
-                            used,
-                            adding,
-                            limit: domain::ticket::MAX_WORKLOG_BYTES,
-                        });
-                    }
                     diesel::insert_into(ticket_comments::table)
                         .values(CommentRow::from(comment))
                         .execute(conn)
@@ -481,6 +470,27 @@ async fn load(
     };
     row.ok_or_else(|| Error::NotFound(target.to_string()))?
         .into_ticket()
+}
+
+/// Rejects `comment` when it would take the worklog of `ticket` past
+/// [`domain::ticket::MAX_WORKLOG_BYTES`]. The caller has locked the ticket row, so no
+/// other comment is added between this sum and the insert.
+async fn check_worklog_room(conn: &mut AsyncPgConnection, ticket: &Ticket, comment: &Comment) -> Result<(), Error> {
+    let used: i64 = ticket_comments::table
+        .filter(ticket_comments::ticket_id.eq(ticket.id))
+        .select(diesel::dsl::sql::<diesel::sql_types::BigInt>("COALESCE(SUM(octet_length(body)), 0)::bigint"))
+        .first(conn)
+        .await?;
+    let adding = comment.body.len() as i64;
+    if used + adding > domain::ticket::MAX_WORKLOG_BYTES {
+        return Err(Error::WorklogFull {
+            key: ticket.key.to_string(),
+            used,
+            adding,
+            limit: domain::ticket::MAX_WORKLOG_BYTES,
+        });
+    }
+    Ok(())
 }
 
 /// Appends the history entry and the outbox event of a change that the caller's

@@ -324,8 +324,8 @@ mod tests {
     use crate::domain::enums::{Category, Severity};
     use crate::domain::ticket::{CreateInput, validate_create};
 
-    /// A created ticket with most optional fields absent: no resolution, no detection
-    /// instant, no lifecycle instants.
+    /// Returns a created ticket with most optional fields absent: no resolution, no
+    /// detection instant, no lifecycle instants.
     fn created() -> crate::domain::ticket::NewTicket {
         let input = CreateInput {
             request_id: "r-1".into(),
